@@ -1,0 +1,171 @@
+# mailplex — GNU make build.
+#
+#   make                 build every program (gcc by default; `make CC=clang` works too)
+#   make deps            install build and test dependencies from Debian packages (root)
+#   make check           deps, ASan+UBSan build, unit + integration tests, short fuzz runs
+#   make install         DESTDIR=... PREFIX=... (default PREFIX=/usr/local)
+#   make bench-map       1,000,000-user map benchmark (not a test)
+#   make clean
+#
+# Each program folder has a module.mk that adds to PROGRAMS and names its sources;
+# this file holds only the mechanism.
+
+CC        ?= cc
+O         ?= build
+SAN       ?= 0
+FUZZ      ?= 0
+PREFIX    ?= /usr/local
+SBINDIR   ?= $(PREFIX)/sbin
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+DESTDIR   ?=
+
+PKGS      := libconfig openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+NL_CFLAGS  := $(shell pkg-config --cflags libnl-genl-3.0 2>/dev/null)
+NL_LIBS    := $(shell pkg-config --libs libnl-genl-3.0 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+             -Wpointer-arith -Wshadow -Wno-unused-parameter
+HARDEN    := -fstack-protector-strong -fstack-clash-protection -fPIE
+LDHARDEN  := -pie -Wl,-z,relro,-z,now -Wl,--as-needed
+CPPFLAGS  += -Ilib -D_GNU_SOURCE \
+             -DMAILPLEX_SYSCONFDIR='"$(SYSCONFDIR)/mailplex"' \
+             -DMAILPLEX_STATEDIR='"$(LOCALSTATEDIR)/lib/mailplex"' \
+             -DMAILPLEX_SPOOLDIR='"$(LOCALSTATEDIR)/spool/mailplex"'
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 $(WARN) $(HARDEN) $(PKG_CFLAGS) $(NL_CFLAGS) -MMD -MP
+LDFLAGS   += $(LDHARDEN)
+LDLIBS    += $(PKG_LIBS) -lgdbm
+
+ifeq ($(SAN),1)
+# Sanitizers replace _FORTIFY_SOURCE (they check the same calls, more precisely).
+CFLAGS    += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+else ifeq ($(FUZZ),1)
+CFLAGS    += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+             -DMAILPLEX_FUZZING
+LDFLAGS   += -fsanitize=address,undefined
+else
+CPPFLAGS  += -D_FORTIFY_SOURCE=2
+endif
+
+PROGRAMS  :=
+LIB_SRCS  :=
+MANPAGES  :=
+include lib/module.mk
+include $(sort $(filter-out lib/module.mk,$(wildcard */module.mk */*/module.mk)))
+
+obj        = $(patsubst %.c,$(O)/obj/%.o,$(1))
+LIBMAILPLEX := $(O)/lib/libmailplex.a
+
+.PHONY: all
+all: $(addprefix $(O)/bin/,$(PROGRAMS))
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBMAILPLEX): $(call obj,$(LIB_SRCS))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# A program: NAME_SRCS (its own folder), NAME_LIBS (extra link flags).
+define program_rule
+$(O)/bin/$(1): $(call obj,$($(1)_SRCS)) $(LIBMAILPLEX)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$($(1)_LIBS) $$(LDLIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
+
+# ---- unit tests (cmocka): tests/unit/test_NAME.c, extra sources in test_NAME_SRCS ----
+UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
+define unit_rule
+$(O)/tests/$(1): $(call obj,tests/unit/$(1).c $($(1)_SRCS)) $(LIBMAILPLEX)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$($(1)_LIBS) $(CMOCKA_LIBS) $$(LDLIBS)
+endef
+$(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
+-include $(wildcard tests/unit/*.mk)
+
+.PHONY: unit-tests
+unit-tests: $(addprefix $(O)/tests/,$(UNIT_TESTS))
+
+# ---- fuzz targets (libFuzzer, clang): tests/fuzz/fuzz_NAME.c ----
+FUZZERS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+define fuzz_rule
+$(O)/fuzz/$(1): $(call obj,tests/fuzz/$(1).c $($(1)_SRCS)) $(LIBMAILPLEX)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -fsanitize=fuzzer -o $$@ $$^ $$($(1)_LIBS) $$(LDLIBS)
+endef
+$(foreach f,$(FUZZERS),$(eval $(call fuzz_rule,$(f))))
+-include $(wildcard tests/fuzz/*.mk)
+
+.PHONY: fuzzers
+fuzzers: $(addprefix $(O)/fuzz/,$(FUZZERS))
+
+# ---- the targets a user runs ----
+.PHONY: deps check check-build check-unit check-integration check-fuzz check-banned \
+        check-compilers install clean demo bench-map
+
+deps:
+	@tests/deps.sh
+
+FUZZ_SECONDS ?= 15
+CHECK_O := build/check
+FUZZ_O  := build/fuzz
+
+check: deps
+	$(MAKE) check-banned
+	$(MAKE) check-compilers
+	$(MAKE) O=$(CHECK_O) SAN=1 all unit-tests
+	$(MAKE) O=$(CHECK_O) SAN=1 check-unit
+	$(MAKE) O=$(CHECK_O) SAN=1 check-integration
+	$(MAKE) O=$(FUZZ_O) CC=clang FUZZ=1 fuzzers
+	$(MAKE) O=$(FUZZ_O) CC=clang FUZZ=1 check-fuzz
+	@echo "make check: all passed"
+
+# Both compilers must build every program warning-free (-Werror).
+check-compilers:
+	$(MAKE) O=build/gcc CC=gcc all
+	$(MAKE) O=build/clang CC=clang all
+
+check-banned:
+	@tests/banned.sh
+
+check-unit: unit-tests
+	@tests/run-unit.sh $(O)/tests $(UNIT_TESTS)
+
+check-integration: all
+	@tests/run-integration.sh $(O)/bin
+
+check-fuzz: fuzzers
+	@tests/run-fuzz.sh $(O)/fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mailplex \
+	        $(DESTDIR)$(LOCALSTATEDIR)/lib/mailplex $(DESTDIR)$(LOCALSTATEDIR)/spool/mailplex
+	install -m 0755 $(addprefix $(O)/bin/,$(PROGRAMS)) $(DESTDIR)$(SBINDIR)/
+	@for f in conf/mailplex.conf conf/mailplex.map; do \
+	    if [ -e "$(DESTDIR)$(SYSCONFDIR)/mailplex/$${f#conf/}" ]; then \
+	        echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mailplex/$${f#conf/}"; \
+	    else install -m 0644 $$f $(DESTDIR)$(SYSCONFDIR)/mailplex/; fi; done
+	@for m in $(MANPAGES); do \
+	    s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+demo:
+	@tests/demo.sh
+
+bench-map: all
+	@bench/bench-map.sh $(O)/bin
+
+clean:
+	rm -rf build
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,29 @@
+/*
+ * Small string and number helpers every module needs: bounded copies that report
+ * truncation (glibc 2.36 has no strlcpy), strict number parsing, monotonic time.
+ */
+#ifndef MAILPLEX_UTIL_H
+#define MAILPLEX_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Copy src into dst (size dstlen, always terminated). Returns 0, or -1 if truncated. */
+int str_copy(char *dst, size_t dstlen, const char *src);
+/* Same with an explicit source length (src need not be terminated). */
+int str_copy_n(char *dst, size_t dstlen, const char *src, size_t srclen);
+/* snprintf that returns 0, or -1 on error or truncation. */
+int str_format(char *dst, size_t dstlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* ASCII lower-case in place (local parts and domains are compared case-insensitively). */
+void str_lower(char *s);
+
+/* Whole-string decimal in [min, max]; 0 on success, -1 otherwise. */
+int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t time_mono_ms(void);
+
+#endif
