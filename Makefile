@@ -54,11 +54,13 @@ else
 CPPFLAGS  += -D_FORTIFY_SOURCE=2
 endif
 
+# PROGRAMS are installed; NOINST_PROGRAMS (benchmarks, test drivers) are only built.
 PROGRAMS  :=
+NOINST_PROGRAMS :=
 LIB_SRCS  :=
 MANPAGES  :=
-include lib/module.mk
-include $(sort $(filter-out lib/module.mk,$(wildcard */module.mk */*/module.mk)))
+include $(sort $(wildcard lib/*.mk))
+include $(sort $(wildcard */module.mk */*/module.mk))
 
 obj        = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIBMAILPLEX := $(O)/lib/libmailplex.a
@@ -81,7 +83,10 @@ $(O)/bin/$(1): $(call obj,$($(1)_SRCS)) $(LIBMAILPLEX)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$($(1)_LIBS) $$(LDLIBS)
 endef
-$(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
+$(foreach p,$(PROGRAMS) $(NOINST_PROGRAMS),$(eval $(call program_rule,$(p))))
+
+.PHONY: noinst
+noinst: $(addprefix $(O)/bin/,$(NOINST_PROGRAMS))
 
 # ---- unit tests (cmocka): tests/unit/test_NAME.c, extra sources in test_NAME_SRCS ----
 UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
