@@ -61,6 +61,8 @@ LIB_SRCS  :=
 MANPAGES  :=
 include $(sort $(wildcard lib/*.mk))
 include $(sort $(wildcard */module.mk */*/module.mk))
+# Extra sources for a unit test or fuzz target: tests/unit/NAME.mk sets test_NAME_SRCS.
+include $(sort $(wildcard tests/unit/*.mk tests/fuzz/*.mk))
 
 obj        = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIBMAILPLEX := $(O)/lib/libmailplex.a
@@ -96,7 +98,6 @@ $(O)/tests/$(1): $(call obj,tests/unit/$(1).c $($(1)_SRCS)) $(LIBMAILPLEX)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$($(1)_LIBS) $(CMOCKA_LIBS) $$(LDLIBS)
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
--include $(wildcard tests/unit/*.mk)
 
 .PHONY: unit-tests
 unit-tests: $(addprefix $(O)/tests/,$(UNIT_TESTS))
@@ -109,7 +110,6 @@ $(O)/fuzz/$(1): $(call obj,tests/fuzz/$(1).c $($(1)_SRCS)) $(LIBMAILPLEX)
 	$$(CC) $$(LDFLAGS) -fsanitize=fuzzer -o $$@ $$^ $$($(1)_LIBS) $$(LDLIBS)
 endef
 $(foreach f,$(FUZZERS),$(eval $(call fuzz_rule,$(f))))
--include $(wildcard tests/fuzz/*.mk)
 
 .PHONY: fuzzers
 fuzzers: $(addprefix $(O)/fuzz/,$(FUZZERS))
