@@ -1,0 +1,19 @@
+#!/bin/sh
+# make demo: the end-to-end demonstration. It needs the director, the relay daemons and
+# the cluster pieces, which are not built yet; until they are, say so and fail plainly.
+cat <<'TEXT'
+mailplex demo — not built yet.
+
+When it exists, `sudo make demo` will: install its Debian packages, build mailplex, boot
+user-mode Linux (or use host network namespaces where the kernel has IPVS), and bring up
+two directors with keepalived holding the VIP of mail.bigisp.com, three relay nodes and
+two Dovecot back ends; then send mail through the VIP to users on both back ends, read it
+back over IMAP and POP3, fail the master director over, drain a relay, and print every
+step with the `mailplexctl status` tables.
+
+What works today: the per-user map. Try:
+    make
+    build/bin/mailplex-map compile conf/mailplex.map /tmp/mailplex.db
+    build/bin/mailplex-map lookup /tmp/mailplex.db john@bigisp.com
+TEXT
+exit 1
