@@ -167,7 +167,7 @@ install: all
 demo:
 	@tests/demo.sh
 
-bench-map: all
+bench-map: all noinst
 	@bench/bench-map.sh $(O)/bin
 
 clean:
