@@ -1,2 +1,2 @@
 # lib/ infrastructure: config loader, event loop, line buffers, sockets.
-LIB_SRCS += lib/event.c lib/linebuf.c lib/sock.c
+LIB_SRCS += lib/conf.c lib/event.c lib/linebuf.c lib/mailplex_conf.c lib/sock.c
