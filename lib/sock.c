@@ -225,6 +225,20 @@ sock_addr_format(const struct sockaddr *sa, char *buf, size_t buflen)
 	}
 }
 
+/* A TCP socket for ss, and its printable name for messages. */
+static int
+sock_new(const struct sockaddr_storage *ss, char *name, size_t namelen, char *err, size_t errlen)
+{
+	int fd;
+
+	if (sock_addr_format((const struct sockaddr *)ss, name, namelen) == -1)
+		(void)str_copy(name, namelen, "?");
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		sock_err(err, errlen, "socket for %s: %s", name, strerror(errno));
+	return fd;
+}
+
 int
 sock_listen(const struct sockaddr_storage *ss, socklen_t sslen, int backlog, int flags, char *err,
             size_t errlen)
@@ -232,13 +246,8 @@ sock_listen(const struct sockaddr_storage *ss, socklen_t sslen, int backlog, int
 	char name[SOCK_ADDR_STRLEN];
 	int fd, on = 1;
 
-	if (sock_addr_format((const struct sockaddr *)ss, name, sizeof(name)) == -1)
-		(void)str_copy(name, sizeof(name), "?");
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		sock_err(err, errlen, "socket for %s: %s", name, strerror(errno));
+	if ((fd = sock_new(ss, name, sizeof(name), err, errlen)) == -1)
 		return -1;
-	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1) {
 		sock_err(err, errlen, "SO_REUSEADDR on %s: %s", name, strerror(errno));
 		goto fail;
@@ -293,13 +302,8 @@ sock_connect_start(const struct sockaddr_storage *ss, socklen_t sslen, char *err
 	char name[SOCK_ADDR_STRLEN];
 	int fd;
 
-	if (sock_addr_format((const struct sockaddr *)ss, name, sizeof(name)) == -1)
-		(void)str_copy(name, sizeof(name), "?");
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		sock_err(err, errlen, "socket for %s: %s", name, strerror(errno));
+	if ((fd = sock_new(ss, name, sizeof(name), err, errlen)) == -1)
 		return -1;
-	}
 	if (connect(fd, (const struct sockaddr *)ss, sslen) == -1 && errno != EINPROGRESS) {
 		sock_err(err, errlen, "connect %s: %s", name, strerror(errno));
 		close(fd);
