@@ -135,7 +135,7 @@ test_lines_before_an_overlong_line_are_delivered_first(void **state)
 	expect_line(&lb, "OK", LINEBUF_EOL_CRLF);
 	expect_result(&lb, LINEBUF_NEED_MORE);
 	/* Consuming a line made room again. */
-	assert_int_equal(linebuf_append(&lb, "0123456789abcdef\r\nX\n" + 8, 4), 4);
+	assert_int_equal(linebuf_append(&lb, "89ab", 4), 4);
 	expect_result(&lb, LINEBUF_TOO_LONG);
 	assert_int_equal(linebuf_append(&lb, "cdef\r\nX\n", 8), 8);
 	expect_line(&lb, "X", LINEBUF_EOL_LF);
