@@ -9,6 +9,7 @@ build-essential pkg-config clang libclang-rt-14-dev
 libgdbm-dev libconfig-dev libnl-3-dev libnl-genl-3-dev libssl-dev libcmocka-dev
 python3 time openssl iproute2 procps kmod
 user-mode-linux ipvsadm keepalived
+dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix swaks curl
 "
 
 missing=""
@@ -40,6 +41,8 @@ if [ ! -e "$policy" ]; then
 	chmod 0755 "$policy"
 	created_policy=1
 fi
+# Postfix is a test peer with a private config directory: no system-wide setup.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 rc=0
 apt-get install -y -q --no-install-recommends $missing || rc=$?
 [ "$created_policy" -eq 1 ] && rm -f "$policy"
