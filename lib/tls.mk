@@ -1,0 +1,2 @@
+# lib/tls: OpenSSL 3 client/server contexts and non-blocking session wrappers.
+LIB_SRCS += lib/tls.c
