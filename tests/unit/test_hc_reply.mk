@@ -1,0 +1,1 @@
+test_hc_reply_SRCS := $(HEALTHCHECK_SRCS)
