@@ -20,6 +20,7 @@ BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var
+RUNSTATEDIR ?= /run
 DESTDIR   ?=
 
 PKGS      := libconfig openssl
@@ -36,6 +37,7 @@ LDHARDEN  := -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 CPPFLAGS  += -Ilib -D_GNU_SOURCE \
              -DMAILPLEX_SYSCONFDIR='"$(SYSCONFDIR)/mailplex"' \
              -DMAILPLEX_STATEDIR='"$(LOCALSTATEDIR)/lib/mailplex"' \
+             -DMAILPLEX_RUNDIR='"$(RUNSTATEDIR)/mailplex"' \
              -DMAILPLEX_SPOOLDIR='"$(LOCALSTATEDIR)/spool/mailplex"'
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 $(WARN) $(HARDEN) $(PKG_CFLAGS) $(NL_CFLAGS) -MMD -MP

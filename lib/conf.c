@@ -154,6 +154,8 @@ conf_expected(enum conf_type t)
 		return "a string";
 	case CONF_T_ADDRESS:
 		return "an address string (\"host:port\", \"[v6addr]:port\", \"*:port\")";
+	case CONF_T_IP:
+		return "an IPv4 or IPv6 address";
 	case CONF_T_STRLIST:
 		return "a list of strings";
 	case CONF_T_GROUP:
@@ -252,6 +254,26 @@ conf_store_u64(struct conf_ctx *c, const struct conf_key *k, uint64_t v, char *b
 	return 0;
 }
 
+/* An IP literal (v4 or v6, no brackets) into ip (may be NULL: syntax check only). */
+static int
+conf_ip_parse(const char *v, struct conf_ip *ip)
+{
+	struct conf_ip tmp;
+
+	memset(&tmp, 0, sizeof(tmp));
+	if (inet_pton(AF_INET, v, &tmp.addr.in) == 1)
+		tmp.af = AF_INET;
+	else if (inet_pton(AF_INET6, v, &tmp.addr.in6) == 1)
+		tmp.af = AF_INET6;
+	else
+		return -1;
+	if (inet_ntop(tmp.af, &tmp.addr, tmp.str, sizeof(tmp.str)) == NULL)
+		return -1;
+	if (ip != NULL)
+		*ip = tmp;
+	return 0;
+}
+
 /* A scalar given as text: every string-valued type, and every default. */
 static int
 conf_store_text(struct conf_ctx *c, const struct conf_key *k, const char *v, char *base,
@@ -312,6 +334,17 @@ conf_store_text(struct conf_ctx *c, const struct conf_key *k, const char *v, cha
 		}
 		if (a->port == 0) {
 			conf_error(c, s, "'%s': address '%s': port 0 is not a port", path, v);
+			return -1;
+		}
+		if ((k->flags & CONF_NUMERIC) && conf_ip_parse(a->host, NULL) == -1) {
+			conf_error(c, s, "'%s': address '%s': the host must be an IP address", path,
+			           v);
+			return -1;
+		}
+		return 0;
+	case CONF_T_IP:
+		if (conf_ip_parse(v, (struct conf_ip *)(void *)(base + k->offset)) == -1) {
+			conf_error(c, s, "'%s': '%s' is not %s", path, v, conf_expected(k->type));
 			return -1;
 		}
 		return 0;
@@ -439,6 +472,7 @@ conf_value(struct conf_ctx *c, const struct conf_key *k, const config_setting_t 
 	case CONF_T_STRING:
 	case CONF_T_ENUM:
 	case CONF_T_ADDRESS:
+	case CONF_T_IP:
 		if (t != CONFIG_TYPE_STRING)
 			break;
 		return conf_store_text(c, k, config_setting_get_string(s), base, path, s);

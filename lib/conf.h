@@ -9,12 +9,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include "sock.h"
 
 #define CONF_ERR_MAX    512  /* enough for any message this loader writes */
 #define CONF_STRING_MAX 4096 /* default bound of a string's length */
 #define CONF_LIST_MAX   1024 /* default bound of a list's element count */
 #define CONF_REQUIRED   0x01
+#define CONF_NUMERIC    0x02 /* ADDRESS: the host must be an IP literal (no name, no "*") */
 
 enum conf_type {
 	CONF_T_STRING,    /* char *; max: longest length (0: CONF_STRING_MAX); min: shortest */
@@ -24,6 +28,7 @@ enum conf_type {
 	CONF_T_SIZE,      /* uint64_t bytes; "64k", "10M", "1G" (powers of 1024), integer = bytes */
 	CONF_T_ENUM,      /* int: index into names */
 	CONF_T_ADDRESS,   /* struct conf_address; "host:port", "[v6]:port", "*:port" */
+	CONF_T_IP,        /* struct conf_ip; an IPv4 or IPv6 literal without port */
 	CONF_T_STRLIST,   /* struct conf_strlist; max: element count (0: CONF_LIST_MAX) */
 	CONF_T_GROUP,     /* a nested struct at offset, described by sub */
 	CONF_T_GROUPLIST, /* struct conf_list of elem_size structs described by sub */
@@ -57,6 +62,15 @@ struct conf_schema {
 struct conf_address {
 	char host[SOCK_HOST_MAX]; /* "*", an IP literal without brackets, or a host name */
 	uint16_t port;
+};
+
+struct conf_ip {
+	int af; /* AF_INET or AF_INET6 */
+	union {
+		struct in_addr in;
+		struct in6_addr in6;
+	} addr;
+	char str[INET6_ADDRSTRLEN];
 };
 
 struct conf_strlist {

@@ -18,10 +18,70 @@ struct mailplex_conf_map {
 	uint64_t reload_check_ms; /* how often readers look for a new inode */
 };
 
+/* Same order as the names in mailplex_conf.c. */
+enum mailplex_fwd {
+	MAILPLEX_FWD_DR = 0,
+	MAILPLEX_FWD_NAT,
+	MAILPLEX_FWD_TUN,
+};
+
+enum mailplex_check_type {
+	MAILPLEX_CHECK_TCP = 0,
+	MAILPLEX_CHECK_SMTP,
+	MAILPLEX_CHECK_SMTPS,
+	MAILPLEX_CHECK_IMAP,
+	MAILPLEX_CHECK_IMAPS,
+	MAILPLEX_CHECK_POP3,
+	MAILPLEX_CHECK_POP3S,
+};
+
+/* How the director health-checks one service on every relay. */
+struct mailplex_conf_check {
+	int type; /* enum mailplex_check_type */
+	int starttls;
+	uint64_t interval_ms;
+	uint64_t timeout_ms;
+	int64_t rise;
+	int64_t fall;
+	int verify;        /* verify the relay's certificate */
+	char *ca_file;     /* NULL: the system's trust store */
+	int64_t cert_days; /* WARNING when the certificate expires sooner; 0: off */
+	char *helo;
+};
+
+/* One virtual service: VIP:port balanced over every relay that passes its check. */
+struct mailplex_conf_service {
+	char *name;
+	struct conf_address vip; /* IP literal and port */
+	char *scheduler;
+	int forwarding;          /* enum mailplex_fwd */
+	uint64_t persistence_ms; /* 0: none */
+	int64_t relay_port;      /* 0: the VIP's port (required for DR and TUN) */
+	struct mailplex_conf_check check;
+};
+
+/* A relay listed statically (relays may also join at run time). */
+struct mailplex_conf_relay {
+	char *name;
+	struct conf_ip address;
+	int64_t weight;
+};
+
+struct mailplex_conf_director {
+	char *control;                /* control socket path */
+	uint64_t reconcile_ms;        /* full kernel-table comparison at least this often */
+	uint64_t drain_timeout_ms;    /* a drained relay is deleted after this at the latest */
+	uint64_t ipvs_tcp_timeout_ms; /* IMAP IDLE: RFC 2177 clients stay silent 29 min */
+	uint64_t ipvs_tcpfin_timeout_ms;
+	struct conf_list services; /* struct mailplex_conf_service */
+	struct conf_list relays;   /* struct mailplex_conf_relay */
+};
+
 struct mailplex_conf {
 	int log_level; /* enum log_level */
 	char *user;    /* unprivileged user daemons drop to */
 	struct mailplex_conf_map map;
+	struct mailplex_conf_director director;
 };
 
 extern const struct conf_schema mailplex_conf_schema;

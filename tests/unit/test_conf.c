@@ -455,6 +455,89 @@ test_mailplex_conf_defaults(void **state)
 	mailplex_conf_free(&c);
 }
 
+static const char director_conf[] =
+    "director = {\n"
+    "  services = (\n"
+    "    { name = \"smtp\"; vip = \"192.0.2.10:25\";\n"
+    "      check = { type = \"smtp\"; starttls = true; rise = 1; }; },\n"
+    "    { name = \"imap6\"; vip = \"[2001:db8::10]:143\"; forwarding = \"nat\";\n"
+    "      relay_port = 10143; persistence = \"5m\"; }\n"
+    "  );\n"
+    "  relays = ( { name = \"relay1\"; address = \"10.0.0.21\"; },\n"
+    "             { name = \"relay2\"; address = \"2001:db8::22\"; weight = 50; } );\n"
+    "};\n";
+
+static void
+test_director_section_fills_services_checks_and_relays(void **state)
+{
+	struct mailplex_conf c;
+	struct mailplex_conf_service *svc;
+	struct mailplex_conf_relay *relay;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string(director_conf, "d.conf", &c, err, sizeof(err)),
+	                 0);
+	assert_int_equal(c.director.services.n, 2);
+	svc = c.director.services.v;
+	assert_string_equal(svc[0].vip.host, "192.0.2.10");
+	assert_int_equal(svc[0].vip.port, 25);
+	assert_string_equal(svc[0].scheduler, "wlc");
+	assert_int_equal(svc[0].forwarding, MAILPLEX_FWD_DR);
+	assert_int_equal(svc[0].check.type, MAILPLEX_CHECK_SMTP);
+	assert_int_equal(svc[0].check.starttls, 1);
+	assert_int_equal(svc[0].check.rise, 1);
+	assert_int_equal(svc[0].check.fall, 3);
+	assert_int_equal(svc[0].check.interval_ms, 5000);
+	assert_null(svc[0].check.ca_file);
+	assert_string_equal(svc[1].vip.host, "2001:db8::10");
+	assert_int_equal(svc[1].forwarding, MAILPLEX_FWD_NAT);
+	assert_int_equal(svc[1].relay_port, 10143);
+	assert_int_equal(svc[1].persistence_ms, 300000);
+	assert_int_equal(svc[1].check.type, MAILPLEX_CHECK_TCP);
+	relay = c.director.relays.v;
+	assert_int_equal(c.director.relays.n, 2);
+	assert_int_equal(relay[0].address.af, AF_INET);
+	assert_string_equal(relay[0].address.str, "10.0.0.21");
+	assert_int_equal(relay[0].weight, 100);
+	assert_int_equal(relay[1].address.af, AF_INET6);
+	assert_string_equal(relay[1].address.str, "2001:db8::22");
+	/* IMAP IDLE (RFC 2177): the default must outlast a 29-minute silent client. */
+	assert_true(c.director.ipvs_tcp_timeout_ms >= 1860 * 1000);
+	assert_string_equal(c.director.control, MAILPLEX_RUNDIR "/director.sock");
+	mailplex_conf_free(&c);
+}
+
+static void
+test_director_refuses_a_vip_that_is_not_an_ip_address(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(
+	    mailplex_conf_load_string("director = {\n services = (\n"
+	                              "  { name = \"smtp\"; vip = \"mail.bigisp.com:25\"; }"
+	                              "\n ); };\n",
+	                              "d.conf", &c, err, sizeof(err)),
+	    -1);
+	assert_string_equal(err, "d.conf:3: 'director.services[0].vip': address "
+	                         "'mail.bigisp.com:25': the host must be an IP address");
+}
+
+static void
+test_director_refuses_a_relay_address_that_is_not_an_ip(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string("director = { relays = (\n"
+	                                           "  { name = \"r1\"; address = \"10.0.0.300\"; }"
+	                                           "\n); };\n",
+	                                           "d.conf", &c, err, sizeof(err)),
+	                 -1);
+	assert_string_equal(err, "d.conf:2: 'director.relays[0].address': '10.0.0.300' is not "
+	                         "an IPv4 or IPv6 address");
+}
+
 static void
 test_mailplex_conf_rejects_unknown_log_level(void **state)
 {
@@ -505,6 +588,9 @@ main(void)
 	    cmocka_unit_test(test_missing_file_reports_errno),
 	    cmocka_unit_test(test_mailplex_conf_defaults),
 	    cmocka_unit_test(test_mailplex_conf_rejects_unknown_log_level),
+	    cmocka_unit_test(test_director_section_fills_services_checks_and_relays),
+	    cmocka_unit_test(test_director_refuses_a_vip_that_is_not_an_ip_address),
+	    cmocka_unit_test(test_director_refuses_a_relay_address_that_is_not_an_ip),
 	    cmocka_unit_test(test_shipped_example_config_loads),
 	};
 
