@@ -1,0 +1,1 @@
+test_hc_engine_SRCS := $(HEALTHCHECK_SRCS)
