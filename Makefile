@@ -34,7 +34,7 @@ WARN      := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wmissing-prot
              -Wpointer-arith -Wshadow -Wno-unused-parameter
 HARDEN    := -fstack-protector-strong -fstack-clash-protection -fPIE
 LDHARDEN  := -pie -Wl,-z,relro,-z,now -Wl,--as-needed
-CPPFLAGS  += -Ilib -D_GNU_SOURCE \
+CPPFLAGS  += -Ilib -Idirector -Ihealthcheck -D_GNU_SOURCE \
              -DMAILPLEX_SYSCONFDIR='"$(SYSCONFDIR)/mailplex"' \
              -DMAILPLEX_STATEDIR='"$(LOCALSTATEDIR)/lib/mailplex"' \
              -DMAILPLEX_RUNDIR='"$(RUNSTATEDIR)/mailplex"' \

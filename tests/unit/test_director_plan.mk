@@ -1,0 +1,1 @@
+test_director_plan_SRCS := director/plan.c
