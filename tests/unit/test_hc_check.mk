@@ -1,0 +1,1 @@
+test_hc_check_SRCS := $(HEALTHCHECK_SRCS)
