@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../healthcheck/hc.h"
+#include "hc.h"
 #include "event.h"
 #include "log.h"
 #include "sock.h"

@@ -23,7 +23,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "../../healthcheck/hc.h"
+#include "hc.h"
 #include "event.h"
 #include "sock.h"
 #include "tls.h"

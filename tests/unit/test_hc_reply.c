@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../healthcheck/hc_reply.h"
+#include "hc_reply.h"
 
 static enum hc_reply_status
 smtp_feed(struct hc_smtp_reply *r, const char *line)

@@ -1,0 +1,1 @@
+fuzz_hc_reply_SRCS := healthcheck/hc_reply.c
