@@ -241,8 +241,10 @@ tls_result(SSL *ssl, int ret, const char *what, char *err, size_t errlen)
 	default:
 		break;
 	}
+	/* Only a verifying session fails for its verify result; otherwise it is advice. */
 	vr = SSL_get_verify_result(ssl);
-	if (!SSL_is_init_finished(ssl) && vr != X509_V_OK) {
+	if (!SSL_is_init_finished(ssl) && SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE &&
+	    vr != X509_V_OK) {
 		ERR_clear_error();
 		(void)str_format(err, errlen, "%s: certificate verify failed: %s", what,
 		                 X509_verify_cert_error_string(vr));

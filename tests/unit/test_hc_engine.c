@@ -847,6 +847,23 @@ test_spec_without_tls_context_or_with_bad_starttls_is_refused(void **state)
 	ev_loop_free(loop);
 }
 
+static void
+test_tls_server_context_reports_missing_and_mismatched_files(void **state)
+{
+	char err[TLS_ERR_MAX];
+	SSL_CTX *ctx;
+
+	assert_null(tls_server_ctx_new("/nonexistent/cert.pem", fx.key, err, sizeof(err)));
+	assert_non_null(strstr(err, "tls: certificate /nonexistent/cert.pem"));
+	assert_null(tls_server_ctx_new(fx.cert, "/nonexistent/key.pem", err, sizeof(err)));
+	assert_non_null(strstr(err, "tls: key /nonexistent/key.pem"));
+	/* Both files load, but the key is another certificate's: refuse before serving. */
+	assert_null(tls_server_ctx_new(fx.cert, fx.soon_key, err, sizeof(err)));
+	assert_true(strstr(err, "does not match") != NULL || strstr(err, "mismatch") != NULL);
+	assert_non_null(ctx = tls_server_ctx_new(fx.cert, fx.key, err, sizeof(err)));
+	tls_ctx_free(ctx);
+}
+
 int
 main(void)
 {
@@ -869,6 +886,7 @@ main(void)
 	    cmocka_unit_test(test_tls_bytes_buffered_in_openssl_are_drained),
 	    cmocka_unit_test(test_imap_starttls_and_pop3_stls_pass),
 	    cmocka_unit_test(test_spec_without_tls_context_or_with_bad_starttls_is_refused),
+	    cmocka_unit_test(test_tls_server_context_reports_missing_and_mismatched_files),
 	};
 
 	return cmocka_run_group_tests(tests, setup_certs, teardown_certs);
