@@ -72,9 +72,17 @@ LIBMAILPLEX := $(O)/lib/libmailplex.a
 .PHONY: all
 all: $(addprefix $(O)/bin/,$(PROGRAMS))
 
+# Quiet by default (one line per file); `make V=1` shows whole command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<  ($(CC)$(if $(filter 1,$(SAN)), san)$(if $(filter 1,$(FUZZ)), fuzz))")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(LIBMAILPLEX): $(call obj,$(LIB_SRCS))
 	@mkdir -p $(dir $@)
