@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/ip_vs.h>
@@ -857,12 +858,13 @@ cmd_nat_check(char **argv)
 	struct ipvs_error err;
 	struct ipvs *h;
 	char key[LINE_BYTES], a[INET6_ADDRSTRLEN + 8];
-	uint64_t want_conns, want_bytes, deadline, v[5];
+	uint64_t want_conns, want_bytes, want_active, deadline, v[5];
 	size_t nd;
 	int rc, same = 0, tries;
 
 	if (nat_args(argv, &s, &d) == -1 || parse_u64(argv[4], 1, 1000000, &want_conns) == -1 ||
-	    parse_u64(argv[5], 1, UINT64_MAX, &want_bytes) == -1 || (h = ipvs_open(&err)) == NULL) {
+	    parse_u64(argv[5], 1, UINT64_MAX, &want_bytes) == -1 ||
+	    parse_u64(argv[6], 0, 1000, &want_active) == -1 || (h = ipvs_open(&err)) == NULL) {
 		check(0, "nat_check", "bad arguments or cannot open");
 		return 1;
 	}
@@ -890,11 +892,15 @@ cmd_nat_check(char **argv)
 	      gd ? (unsigned long long)gd->stats.conns : 0,
 	      gd ? (unsigned long long)gd->stats.inbytes : 0, gd ? gd->active_conns : 0,
 	      gd ? gd->inactive_conns : 0);
-	/* Closed connections linger in TIME_WAIT / FIN states: counted inactive, not active. */
-	check(gd != NULL && gd->active_conns + gd->inactive_conns <= want_conns &&
-	          gd->active_conns == 0,
-	      "nat_dest_closed_conns_not_active", "active %u inactive %u",
-	      gd ? gd->active_conns : 0, gd ? gd->inactive_conns : 0);
+	/*
+	 * The held connections are ESTABLISHED: active. The closed ones linger in FIN or
+	 * TIME_WAIT states: inactive, never active.
+	 */
+	check(gd != NULL && gd->active_conns == want_active &&
+	          gd->inactive_conns <= gd->stats.conns - want_active,
+	      "nat_dest_active_and_inactive_counts", "active %u (want %llu) inactive %u",
+	      gd ? gd->active_conns : 0, (unsigned long long)want_active,
+	      gd ? gd->inactive_conns : 0);
 	free(dests);
 
 	/* Same counters as ipvsadm, read between two equal reads of ours (no estimator tick). */
@@ -933,7 +939,10 @@ wait_fd(int fd, short ev, int ms)
 	return r;
 }
 
-/* Echoes each connection until EOF, one at a time; exits after SERVER_IDLE_MS idle. */
+/*
+ * Echoes each connection until EOF in a child of its own (a held connection must not block
+ * the next); exits after SERVER_IDLE_MS without a new connection.
+ */
 static int
 cmd_echo_server(char **argv)
 {
@@ -941,8 +950,11 @@ cmd_echo_server(char **argv)
 	char buf[4096];
 	uint16_t port;
 	ssize_t n;
+	pid_t pid;
 	int ls, c, one = 1;
 	FILE *f;
+
+	/* Children that outlive us are reaped by init; the idle timeout bounds them. */
 
 	if (parse_port(argv[0], &port) == -1)
 		fatalx("bad port");
@@ -960,12 +972,20 @@ cmd_echo_server(char **argv)
 	while (wait_fd(ls, POLLIN, SERVER_IDLE_MS) == 1) {
 		if ((c = accept4(ls, NULL, NULL, SOCK_CLOEXEC)) == -1)
 			continue;
-		while (wait_fd(c, POLLIN, IO_TIMEOUT_MS) == 1 &&
-		       (n = read(c, buf, sizeof(buf))) > 0) {
-			if (write(c, buf, (size_t)n) != n)
-				break;
+		if ((pid = fork()) == -1)
+			fatal("fork");
+		if (pid == 0) {
+			close(ls);
+			while (wait_fd(c, POLLIN, SERVER_IDLE_MS) == 1 &&
+			       (n = read(c, buf, sizeof(buf))) > 0) {
+				if (write(c, buf, (size_t)n) != n)
+					break;
+			}
+			_exit(0);
 		}
 		close(c);
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
 	}
 	return 0;
 }
@@ -1028,6 +1048,43 @@ cmd_echo_client(char **argv)
 	return ok ? 0 : 1;
 }
 
+/* One echoed line, then the connection stays ESTABLISHED for HOLD_MS (an idle IMAP client). */
+static int
+cmd_echo_hold(char **argv)
+{
+	struct sockaddr_in sin;
+	char in[8];
+	uint64_t hold_ms;
+	uint16_t port;
+	ssize_t n;
+	size_t got = 0;
+	FILE *f;
+	int fd;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	if (inet_pton(AF_INET, argv[0], &sin.sin_addr) != 1 || parse_port(argv[1], &port) == -1 ||
+	    parse_u64(argv[2], 1, 60000, &hold_ms) == -1)
+		fatalx("usage: echo-hold ADDR PORT HOLD_MS READYFILE");
+	sin.sin_port = htons(port);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		fatal("socket");
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		fatal("connect");
+	if (write(fd, "hold\r\n", 6) != 6)
+		fatal("write");
+	while (got < 6 && wait_fd(fd, POLLIN, IO_TIMEOUT_MS) == 1 &&
+	       (n = read(fd, in + got, 6 - got)) > 0)
+		got += (size_t)n;
+	if (got != 6 || memcmp(in, "hold\r\n", 6) != 0)
+		fatalx("no echo on the held connection");
+	if ((f = fopen(argv[3], "w")) == NULL || fclose(f) != 0)
+		fatal("%s", argv[3]);
+	(void)wait_fd(fd, POLLIN, (int)hold_ms);
+	close(fd);
+	return 0;
+}
+
 static void
 usage(void)
 {
@@ -1055,11 +1112,13 @@ main(int argc, char **argv)
 		return cmd_eperm();
 	if (argc == 6 && strcmp(argv[1], "nat-setup") == 0)
 		return cmd_nat_setup(argv + 2);
-	if (argc == 8 && strcmp(argv[1], "nat-check") == 0)
+	if (argc == 9 && strcmp(argv[1], "nat-check") == 0)
 		return cmd_nat_check(argv + 2);
 	if (argc == 4 && strcmp(argv[1], "echo-server") == 0)
 		return cmd_echo_server(argv + 2);
 	if (argc == 6 && strcmp(argv[1], "echo-client") == 0)
 		return cmd_echo_client(argv + 2);
+	if (argc == 6 && strcmp(argv[1], "echo-hold") == 0)
+		return cmd_echo_hold(argv + 2);
 	usage();
 }

@@ -44,7 +44,11 @@ ip netns exec dir "$T" nat-setup 10.78.1.1 8025 10.78.2.2 8025
 sys_check nat_setup $?
 ip netns exec client "$T" echo-client 10.78.1.1 8025 1000 3
 sys_check traffic_through_nat_vip $?
-ip netns exec dir "$T" nat-check 10.78.1.1 8025 10.78.2.2 8025 3 3000
+# One more connection stays open (ESTABLISHED: an active connection on the dest).
+sys_bg ip netns exec client "$T" echo-hold 10.78.1.1 8025 15000 "$SYS_SCRATCH/hold.ready"
+sys_wait_for 5000 "held connection" test -e "$SYS_SCRATCH/hold.ready"
+sys_check held_connection_open $?
+ip netns exec dir "$T" nat-check 10.78.1.1 8025 10.78.2.2 8025 4 3000 1
 sys_check nat_stats $?
 
 sys_finish
