@@ -2,7 +2,8 @@
 #
 #   make                 build every program (gcc by default; `make CC=clang` works too)
 #   make deps            install build and test dependencies from Debian packages (root)
-#   make check           deps, ASan+UBSan build, unit + integration tests, short fuzz runs
+#   make check           deps, gcc+clang builds, ASan+UBSan unit + integration tests,
+#                        short fuzz runs, kernel-IPVS system tests in user-mode Linux
 #   make install         DESTDIR=... PREFIX=... (default PREFIX=/usr/local)
 #   make bench-map       1,000,000-user map benchmark (not a test)
 #   make clean
@@ -143,12 +144,13 @@ check: deps
 	$(MAKE) O=$(CHECK_O) SAN=1 check-integration
 	$(MAKE) O=$(FUZZ_O) CC=clang FUZZ=1 fuzzers
 	$(MAKE) O=$(FUZZ_O) CC=clang FUZZ=1 check-fuzz
+	$(MAKE) O=build/system check-system
 	@echo "make check: all passed"
 
 # Both compilers must build every program warning-free (-Werror).
 check-compilers:
-	$(MAKE) O=build/gcc CC=gcc all
-	$(MAKE) O=build/clang CC=clang all
+	$(MAKE) O=build/gcc CC=gcc all noinst
+	$(MAKE) O=build/clang CC=clang all noinst
 
 check-banned:
 	@tests/banned.sh
