@@ -1,0 +1,154 @@
+/*
+ * mailplex-director's one context struct and the faces of its files: state.c (desired
+ * state), reconcile.c (kernel table), checks.c (health checks), sysctl.c (kernel
+ * settings), control.c (control socket). Nothing outside director/ includes this.
+ */
+#ifndef MAILPLEX_DIRECTOR_H
+#define MAILPLEX_DIRECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "control.h"
+#include "event.h"
+#include "hc.h"
+#include "ipvs.h"
+#include "mailplex_conf.h"
+#include "plan.h"
+
+#define DIRECTOR_ERR_MAX 512
+
+struct director;
+
+/* One relay in one service: what the director wants for it and what it last saw. */
+struct director_member {
+	struct director *d; /* for the check callback */
+	const struct mailplex_conf_service *svc;
+	const struct mailplex_conf_relay *relay;
+	int healthy;  /* the check is up (or the kernel had it, until checks say more) */
+	int drained;  /* the operator asked for it to leave (mailplexctl drain) */
+	int draining; /* wanted out: weight 0 now, deleted when idle or at the deadline */
+	uint64_t drain_deadline_ms;
+	struct hc_check *check; /* checks.c */
+	int in_kernel;          /* from the last dump */
+	struct ipvs_dest kernel;
+};
+
+/* Desired state: services × relays, and the plan inputs built from it. */
+struct director_state {
+	const struct mailplex_conf_director *conf;
+	size_t nservices;
+	size_t nrelays;
+	struct director_member *members; /* service-major: [s * nrelays + r] */
+	struct plan_service *want;       /* nservices, rebuilt by state_build */
+	struct plan_dest *want_dests;    /* nservices * nrelays */
+	struct plan_vip *vips;
+	size_t nvips;
+	SSL_CTX **tls; /* per service, checks.c: NULL where the check has no TLS */
+};
+
+struct director {
+	struct ev_loop *loop;
+	const char *conf_path;
+	const char *proc_root; /* "/proc"; tests point it at a fake tree */
+	struct mailplex_conf conf;
+	struct director_state state;
+	struct ipvs *ipvs;
+	struct control_server *control;
+	struct ev_timer periodic; /* every reconcile_interval */
+	struct ev_timer soon;     /* 0 ms: coalesces every change of one loop iteration */
+	/* The last kernel dump: for status, and for the health a restart starts from. */
+	struct plan_kernel_service *kernel;
+	size_t nkernel;
+	struct ipvs_timeouts timeouts;
+	int timeouts_known;
+	uint64_t last_pass_ms; /* loop time of the last pass, 0: none yet */
+	size_t last_ops;
+	size_t last_failed;
+	char last_error[IPVS_ERROR_MAX]; /* why the last pass could not run; "" if it ran */
+};
+
+/* ---- state.c ---- */
+
+/* Semantic checks the schema cannot express; 0, or -1 with err ("service smtp: ..."). */
+int state_conf_check(const struct mailplex_conf_director *conf, char *err, size_t errlen);
+/* Every member starts unhealthy and undrained. 0, or -1 (ENOMEM). */
+int state_init(struct director_state *st, const struct mailplex_conf_director *conf);
+void state_free(struct director_state *st);
+struct director_member *state_member(struct director_state *st, size_t s, size_t r);
+/* Index by name, or -1. */
+int state_service_index(const struct director_state *st, const char *name);
+int state_relay_index(const struct director_state *st, const char *name);
+/*
+ * Operator drain (on = 1) or undrain of a relay in one service (service NULL: all).
+ * Returns how many members changed, or -1 with err when a name is unknown.
+ */
+int state_set_drained(struct director_state *st, const char *relay, const char *service, int on,
+                      char *err, size_t errlen);
+/* A member's health, the kernel's view and a reload's hand-over. */
+void state_note_kernel(struct director_state *st, const struct plan_kernel_service *have,
+                       size_t nhave);
+/* Members the kernel holds with a weight start healthy: a restart keeps what is there. */
+void state_health_from_kernel(struct director_state *st);
+/* Carries health, drains and deadlines from old to st for members with the same names. */
+void state_carry(struct director_state *st, const struct director_state *old);
+/* Fills want/vips for plan_build; starts the drain deadline of members that turned. */
+void state_build(struct director_state *st, uint64_t now_ms);
+/* The IPVS identity of a service and a relay's destination in it. */
+void state_service_ipvs(const struct mailplex_conf_service *svc, struct ipvs_service *out);
+void state_dest_ipvs(const struct mailplex_conf_service *svc,
+                     const struct mailplex_conf_relay *relay, struct ipvs_dest *out);
+/* "active", "adding", "draining", "drained" or "down". */
+const char *state_member_label(const struct director_member *m);
+
+/* ---- reconcile.c ---- */
+
+/* Dump the kernel, plan, apply, log one line per op. 0, or -1 if the pass could not run. */
+int reconcile_run(struct director *d);
+/* A pass on the next loop iteration; several calls before it make one pass. */
+void reconcile_soon(struct director *d);
+/* Dump only (no change): at start and for status. 0, or -1 with d->last_error. */
+int reconcile_dump(struct director *d);
+void reconcile_kernel_free(struct director *d);
+
+/* ---- checks.c ---- */
+
+/* One hc_check per member of st, initially up where the member is healthy. */
+int checks_start(struct director *d, struct director_state *st, char *err, size_t errlen);
+void checks_stop(struct director_state *st);
+
+/* ---- sysctl.c ---- */
+
+typedef void sysctl_warn_fn(void *arg, const char *msg);
+/* Reads a sysctl ("net.ipv4.ip_forward") under proc_root; 0, or -1 with errno. */
+int sysctl_read(const char *proc_root, const char *name, long *value);
+/* One warning per missing setting the configured services need; returns how many. */
+size_t sysctl_check(const char *proc_root, const struct mailplex_conf_director *conf,
+                    sysctl_warn_fn *warn, void *arg);
+/* Sets the IPVS tcp/tcpfin timeouts from the config; logs old -> new. 0, or -1. */
+int sysctl_timeouts_apply(struct director *d);
+
+/* ---- control.c ---- */
+
+enum director_cmd_type {
+	DIRECTOR_CMD_STATUS,
+	DIRECTOR_CMD_DRAIN,
+	DIRECTOR_CMD_UNDRAIN,
+};
+
+struct director_cmd {
+	enum director_cmd_type type;
+	const char *relay;   /* DRAIN, UNDRAIN */
+	const char *service; /* NULL: every service */
+};
+
+/* Validates words and counts; no side effect. 0, or -1 with err. */
+int director_cmd_parse(const struct control_request *req, struct director_cmd *cmd, char *err,
+                       size_t errlen);
+void director_control_handle(const struct control_request *req, struct control_reply *reply,
+                             void *arg);
+void director_status(struct director *d, struct control_reply *r);
+
+#endif
