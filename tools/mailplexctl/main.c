@@ -1,0 +1,150 @@
+/*
+ * mailplexctl: sends one request to a mailplex daemon's control socket and prints the
+ * reply. Owns argument checking and exit codes only: 0 the daemon said ok, 1 it said
+ * error, 2 usage, config or connection trouble. It never changes anything by itself.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "control.h"
+#include "log.h"
+#include "mailplex_conf.h"
+#include "util.h"
+
+#define CTL_EXIT_OK    0
+#define CTL_EXIT_ERROR 1
+#define CTL_EXIT_USAGE 2
+#define CTL_TIMEOUT_MS 10000
+
+struct ctl_command {
+	const char *daemon;
+	const char *name;
+	int min_args;
+	int max_args;
+	const char *usage;
+};
+
+static const struct ctl_command ctl_commands[] = {
+    {"director", "status", 0, 0, "director status"},
+    {"director", "drain", 1, 2, "director drain RELAY [SERVICE]"},
+    {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
+};
+
+static void __attribute__((noreturn)) ctl_usage(const char *why)
+{
+	if (why != NULL)
+		fprintf(stderr, "mailplexctl: %s\n", why);
+	fprintf(stderr, "usage: mailplexctl [-f CONFIG] [-s SOCKET] [-t TIMEOUT] COMMAND\n"
+	                "commands:\n");
+	for (size_t i = 0; i < ARRAY_LEN(ctl_commands); i++)
+		fprintf(stderr, "  %s\n", ctl_commands[i].usage);
+	exit(CTL_EXIT_USAGE);
+}
+
+/* The socket a daemon listens on, from the config (its default if the file has none). */
+static int
+ctl_socket_path(const char *conf_path, const char *daemon, char *path, size_t len)
+{
+	struct mailplex_conf conf;
+	char err[CONF_ERR_MAX];
+	int r;
+
+	if (mailplex_conf_load(conf_path, &conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "mailplexctl: %s\n", err);
+		return -1;
+	}
+	r = strcmp(daemon, "director") == 0 ? str_copy(path, len, conf.director.control) : -1;
+	mailplex_conf_free(&conf);
+	if (r == -1)
+		fprintf(stderr, "mailplexctl: no control socket known for %s\n", daemon);
+	return r;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conf_path = NULL, *sock = NULL, *message, *body;
+	const struct ctl_command *cmd = NULL;
+	char path[CONTROL_REQUEST_MAX_BYTES], line[CONTROL_REQUEST_MAX_BYTES];
+	char err[CONTROL_ERR_MAX], *reply;
+	uint64_t timeout_ms = CTL_TIMEOUT_MS;
+	size_t replylen, messagelen;
+	int ch, nargs, ok;
+
+	log_init("mailplexctl", 1, LOG_LEVEL_WARN);
+	while ((ch = getopt(argc, argv, "f:s:t:h")) != -1) {
+		switch (ch) {
+		case 'f':
+			conf_path = optarg;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 't':
+			if (conf_parse_duration(optarg, &timeout_ms) == -1 || timeout_ms == 0)
+				ctl_usage("bad timeout");
+			break;
+		case 'h':
+			ctl_usage(NULL);
+		default:
+			ctl_usage(NULL);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 2)
+		ctl_usage("need a daemon and a command");
+	nargs = argc - 2;
+	for (size_t i = 0; i < ARRAY_LEN(ctl_commands) && cmd == NULL; i++)
+		if (strcmp(argv[0], ctl_commands[i].daemon) == 0 &&
+		    strcmp(argv[1], ctl_commands[i].name) == 0)
+			cmd = &ctl_commands[i];
+	if (cmd == NULL)
+		ctl_usage("unknown command");
+	if (nargs < cmd->min_args || nargs > cmd->max_args) {
+		fprintf(stderr, "mailplexctl: usage: mailplexctl %s\n", cmd->usage);
+		return CTL_EXIT_USAGE;
+	}
+	/* The request is words separated by one blank: a word with a blank cannot be sent. */
+	if (str_copy(line, sizeof(line), cmd->name) == -1)
+		ctl_usage("request too long");
+	for (int i = 2; i < argc; i++) {
+		size_t l = strlen(line);
+
+		if (argv[i][0] == '\0' || strpbrk(argv[i], " \t\r\n") != NULL)
+			ctl_usage("an argument is empty or has a blank");
+		if (str_format(line + l, sizeof(line) - l, " %s", argv[i]) == -1)
+			ctl_usage("request too long");
+	}
+	if (sock == NULL) {
+		if (ctl_socket_path(conf_path, cmd->daemon, path, sizeof(path)) == -1)
+			return CTL_EXIT_USAGE;
+		sock = path;
+	}
+	if (control_client_request(sock, line, timeout_ms, &reply, &replylen, err, sizeof(err)) ==
+	    -1) {
+		fprintf(stderr, "mailplexctl: %s: %s\n", sock, err);
+		return CTL_EXIT_USAGE;
+	}
+	if (control_reply_parse(reply, &ok, &message, &messagelen, &body) == -1) {
+		fprintf(stderr, "mailplexctl: %s: not a control reply\n", sock);
+		free(reply);
+		return CTL_EXIT_USAGE;
+	}
+	if (!ok) {
+		fprintf(stderr, "mailplexctl: %s: error: %.*s\n", cmd->daemon, (int)messagelen,
+		        message);
+		free(reply);
+		return CTL_EXIT_ERROR;
+	}
+	fputs(body, stdout);
+	free(reply);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "mailplexctl: cannot write the reply\n");
+		return CTL_EXIT_USAGE;
+	}
+	return CTL_EXIT_OK;
+}
