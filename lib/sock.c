@@ -17,23 +17,6 @@
 #include "sock.h"
 #include "util.h"
 
-static void sock_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-sock_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	int saved = errno;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		(void)vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	errno = saved;
-}
-
 /* RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
 static int
 sock_hostname_valid(const char *h)
@@ -70,53 +53,53 @@ sock_addr_split(const char *s, char *host, size_t hostlen, uint16_t *port, char 
 
 	if (s[0] == '[') {
 		if ((hend = strchr(s, ']')) == NULL || hend[1] != ':') {
-			sock_err(err, errlen, "address '%s': expected [v6addr]:port", s);
+			err_set(err, errlen, "address '%s': expected [v6addr]:port", s);
 			return -1;
 		}
 		hstart = s + 1;
 		colon = hend + 1;
 	} else {
 		if ((colon = strrchr(s, ':')) == NULL) {
-			sock_err(err, errlen, "address '%s': missing ':port'", s);
+			err_set(err, errlen, "address '%s': missing ':port'", s);
 			return -1;
 		}
 		hend = colon;
 		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
-			sock_err(err, errlen, "address '%s': write IPv6 addresses as [addr]:port",
-			         s);
+			err_set(err, errlen, "address '%s': write IPv6 addresses as [addr]:port",
+			        s);
 			return -1;
 		}
 	}
 	if (hend == hstart) {
-		sock_err(err, errlen, "address '%s': empty host (use * for any)", s);
+		err_set(err, errlen, "address '%s': empty host (use * for any)", s);
 		return -1;
 	}
 	if (str_copy_n(tmp, sizeof(tmp), hstart, (size_t)(hend - hstart)) == -1) {
-		sock_err(err, errlen, "address '%s': host too long", s);
+		err_set(err, errlen, "address '%s': host too long", s);
 		return -1;
 	}
 	if (parse_u64(colon + 1, 0, 65535, &v) == -1) {
-		sock_err(err, errlen, "address '%s': port must be a number 0..65535", s);
+		err_set(err, errlen, "address '%s': port must be a number 0..65535", s);
 		return -1;
 	}
 	if (s[0] == '[') {
 		if (inet_pton(AF_INET6, tmp, &a6) != 1) {
-			sock_err(err, errlen, "address '%s': bad IPv6 address", s);
+			err_set(err, errlen, "address '%s': bad IPv6 address", s);
 			return -1;
 		}
 	} else if (strcmp(tmp, "*") != 0) {
 		if (strspn(tmp, "0123456789.") == strlen(tmp)) {
 			if (inet_pton(AF_INET, tmp, &a4) != 1) {
-				sock_err(err, errlen, "address '%s': bad IPv4 address", s);
+				err_set(err, errlen, "address '%s': bad IPv4 address", s);
 				return -1;
 			}
 		} else if (!sock_hostname_valid(tmp)) {
-			sock_err(err, errlen, "address '%s': bad host name", s);
+			err_set(err, errlen, "address '%s': bad host name", s);
 			return -1;
 		}
 	}
 	if (str_copy(host, hostlen, tmp) == -1) {
-		sock_err(err, errlen, "address '%s': host too long", s);
+		err_set(err, errlen, "address '%s': host too long", s);
 		return -1;
 	}
 	*port = (uint16_t)v;
@@ -162,7 +145,7 @@ sock_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, ch
 	if (sock_addr_split(s, host, sizeof(host), &port, err, errlen) == -1)
 		return -1;
 	if (sock_addr_numeric(host, port, ss, sslen) == -1) {
-		sock_err(err, errlen, "address '%s': not a numeric address", s);
+		err_set(err, errlen, "address '%s': not a numeric address", s);
 		return -1;
 	}
 	return 0;
@@ -184,13 +167,13 @@ sock_resolve(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char 
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	if ((rc = getaddrinfo(host, NULL, &hints, &res)) != 0) {
-		sock_err(err, errlen, "address '%s': %s", s, gai_strerror(rc));
+		err_set(err, errlen, "address '%s': %s", s, gai_strerror(rc));
 		return -1;
 	}
 	if (res->ai_addrlen > sizeof(*ss) ||
 	    (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
 		freeaddrinfo(res);
-		sock_err(err, errlen, "address '%s': unsupported address family", s);
+		err_set(err, errlen, "address '%s': unsupported address family", s);
 		return -1;
 	}
 	memset(ss, 0, sizeof(*ss));
@@ -235,7 +218,7 @@ sock_new(const struct sockaddr_storage *ss, char *name, size_t namelen, char *er
 		(void)str_copy(name, namelen, "?");
 	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
-		sock_err(err, errlen, "socket for %s: %s", name, strerror(errno));
+		err_set(err, errlen, "socket for %s: %s", name, strerror(errno));
 	return fd;
 }
 
@@ -249,26 +232,26 @@ sock_listen(const struct sockaddr_storage *ss, socklen_t sslen, int backlog, int
 	if ((fd = sock_new(ss, name, sizeof(name), err, errlen)) == -1)
 		return -1;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1) {
-		sock_err(err, errlen, "SO_REUSEADDR on %s: %s", name, strerror(errno));
+		err_set(err, errlen, "SO_REUSEADDR on %s: %s", name, strerror(errno));
 		goto fail;
 	}
 	if ((flags & SOCK_F_REUSEPORT) &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1) {
-		sock_err(err, errlen, "SO_REUSEPORT on %s: %s", name, strerror(errno));
+		err_set(err, errlen, "SO_REUSEPORT on %s: %s", name, strerror(errno));
 		goto fail;
 	}
 	/* v6-only, so that [::]:25 and *:25 can be bound side by side. */
 	if (ss->ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1) {
-		sock_err(err, errlen, "IPV6_V6ONLY on %s: %s", name, strerror(errno));
+		err_set(err, errlen, "IPV6_V6ONLY on %s: %s", name, strerror(errno));
 		goto fail;
 	}
 	if (bind(fd, (const struct sockaddr *)ss, sslen) == -1) {
-		sock_err(err, errlen, "bind %s: %s", name, strerror(errno));
+		err_set(err, errlen, "bind %s: %s", name, strerror(errno));
 		goto fail;
 	}
 	if (listen(fd, backlog) == -1) {
-		sock_err(err, errlen, "listen %s: %s", name, strerror(errno));
+		err_set(err, errlen, "listen %s: %s", name, strerror(errno));
 		goto fail;
 	}
 	return fd;
@@ -292,7 +275,7 @@ sock_accept(int lfd, struct sockaddr_storage *peer, socklen_t *peerlen, char *er
 		errno = EAGAIN;
 		return -1;
 	}
-	sock_err(err, errlen, "accept: %s", strerror(errno));
+	err_set(err, errlen, "accept: %s", strerror(errno));
 	return -1;
 }
 
@@ -305,7 +288,7 @@ sock_connect_start(const struct sockaddr_storage *ss, socklen_t sslen, char *err
 	if ((fd = sock_new(ss, name, sizeof(name), err, errlen)) == -1)
 		return -1;
 	if (connect(fd, (const struct sockaddr *)ss, sslen) == -1 && errno != EINPROGRESS) {
-		sock_err(err, errlen, "connect %s: %s", name, strerror(errno));
+		err_set(err, errlen, "connect %s: %s", name, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -336,7 +319,7 @@ sock_set_keepalive(int fd, int idle_s, int interval_s, int count, char *err, siz
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s)) == -1 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s)) == -1 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) == -1) {
-		sock_err(err, errlen, "keepalive: %s", strerror(errno));
+		err_set(err, errlen, "keepalive: %s", strerror(errno));
 		return -1;
 	}
 	return 0;

@@ -48,6 +48,20 @@ str_format(char *dst, size_t dstlen, const char *fmt, ...)
 }
 
 void
+err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	int saved = errno;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		(void)vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	errno = saved;
+}
+
+void
 str_lower(char *s)
 {
 	for (; *s != '\0'; s++)

@@ -17,6 +17,12 @@ int str_copy_n(char *dst, size_t dstlen, const char *src, size_t srclen);
 /* snprintf that returns 0, or -1 on error or truncation. */
 int str_format(char *dst, size_t dstlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * Writes a message into a caller's error buffer (err may be NULL or errlen 0: nothing is
+ * written). Keeps errno, so callers can report a message and still return the errno.
+ * A truncated message is still the best there is, so truncation is not an error here.
+ */
+void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* ASCII lower-case in place (local parts and domains are compared case-insensitively). */
 void str_lower(char *s);
 
