@@ -170,6 +170,37 @@ modes = {
     3: None,  # silent
     4: b"220-first\r\n221-changed code\r\n220 end\r\n",
 }
+# STARTTLS-broken SMTP servers: each talks until the STARTTLS step, then fails its way.
+def smtp_talk(c, ehlo, after_starttls):
+    f = c.makefile("rb")
+    c.sendall(b"220 broken.test ESMTP\r\n")
+    for _ in range(4):
+        cmd = f.readline().upper()
+        if cmd.startswith(b"EHLO"):
+            c.sendall(ehlo)
+        elif cmd.startswith(b"STARTTLS"):
+            c.sendall(after_starttls)
+            time.sleep(2)
+            break
+        elif cmd.startswith(b"QUIT"):
+            c.sendall(b"221 bye\r\n")
+            break
+        else:
+            break
+    c.close()
+smtp_modes = {
+    5: (b"250-broken.test\r\n250 STARTTLS\r\n", b"220 go ahead\r\nthis is not TLS\r\n"),
+    6: (b"250-broken.test\r\n250 8BITMIME\r\n", b""),
+    7: (b"250-broken.test\r\n250 STARTTLS\r\n", b"454 4.7.0 TLS not available\r\n"),
+}
+def serve_smtp(p, ehlo, after):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, p))
+    s.listen(16)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=smtp_talk, args=(c, ehlo, after), daemon=True).start()
 def serve(p, greeting):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -185,6 +216,8 @@ def serve(p, greeting):
             threading.Timer(30, c.close).start()
 for off, g in modes.items():
     threading.Thread(target=serve, args=(port + off * 100, g), daemon=True).start()
+for off, (e, a) in smtp_modes.items():
+    threading.Thread(target=serve_smtp, args=(port + off * 100, e, a), daemon=True).start()
 while True:
     time.sleep(1)
 PY
@@ -192,8 +225,10 @@ python3 "$T/peer.py" "$ADDR" "$FAKE" &
 PIDS="$PIDS $!"
 F554=$FAKE FGARBAGE=$((FAKE + 100)) FPREAUTH=$((FAKE + 200)) FSILENT=$((FAKE + 300))
 FMIXED=$((FAKE + 400))
+FTLSJUNK=$((FAKE + 500)) FNOTLS=$((FAKE + 600)) F454=$((FAKE + 700))
 
-for p in $IMAP $IMAPS $POP3 $POP3S $SMTP $SMTPS $F554 $FGARBAGE $FPREAUTH $FSILENT $FMIXED; do
+for p in $IMAP $IMAPS $POP3 $POP3S $SMTP $SMTPS $F554 $FGARBAGE $FPREAUTH $FSILENT $FMIXED \
+	$FTLSJUNK $FNOTLS $F454; do
 	wait_port "$p" || {
 		cat "$D/stdout" "$D/dovecot.log" "$P/start.log" "$P/postfix.log" 2>/dev/null >&2
 		die "nothing listening on $ADDR:$p"
@@ -248,6 +283,12 @@ expect 2 "^SMTP CRITICAL - $A:$FSILENT timeout after 1000 ms in banner, 1[0-9]{3
 expect 2 "^IMAPS CRITICAL - $A:$FSILENT timeout after 500 ms in TLS handshake" \
 	imaps "$A:$FSILENT" --timeout 500ms
 expect 2 "^SMTP CRITICAL - $A:$IMAP smtp: malformed reply in banner: \* OK" smtp "$A:$IMAP"
+# STARTTLS-broken servers: plaintext after "220 go ahead", STARTTLS not offered, 454.
+expect 2 "^SMTP CRITICAL - $A:$FTLSJUNK " smtp "$A:$FTLSJUNK" --starttls
+expect 2 "^SMTP CRITICAL - $A:$FNOTLS .*STARTTLS" smtp "$A:$FNOTLS" --starttls
+expect 2 "^SMTP CRITICAL - $A:$F454 .*454" smtp "$A:$F454" --starttls
+# The same servers pass a plain check: only their STARTTLS is broken.
+expect 0 "^SMTP OK - $A:$FNOTLS 220 broken.test ESMTP" smtp "$A:$FNOTLS"
 expect 2 "^IMAPS CRITICAL - $A:$IMAP tls: " imaps "$A:$IMAP"
 
 # ---- bad usage is UNKNOWN (3), still one line ----
