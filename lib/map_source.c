@@ -291,10 +291,12 @@ field_u64(const struct field *f, uint64_t max, uint64_t *out)
 	for (i = 0; i < f->len; i++) {
 		if (f->p[i] < '0' || f->p[i] > '9')
 			return -1;
-		if (v > (max - (uint64_t)(f->p[i] - '0')) / 10)
+		if (v > (UINT64_MAX - (uint64_t)(f->p[i] - '0')) / 10)
 			return -1;
 		v = v * 10 + (uint64_t)(f->p[i] - '0');
 	}
+	if (v > max)
+		return -1;
 	*out = v;
 	return 0;
 }
