@@ -2,23 +2,30 @@
  * System-test driver for director/ipvs: runs inside user-mode Linux (or any kernel with
  * IPVS) and drives every call of the client against the real kernel, checking each result
  * against what it asked for and against `ipvsadm` output. It also carries the tiny echo
- * server and client the NAT traffic test needs. Test only: never run it on a production
+ * and relay-identity servers and clients the traffic tests need, and records raw kernel
+ * replies for the unit tests' fixtures. Test only: never run it on a production
  * director (it adds and deletes services and changes global timeouts).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/ip_vs.h>
+#include <netlink/genl/genl.h>
+#include <netlink/msg.h>
+#include <netlink/socket.h>
 
 #include "ipvs.h"
+#include "ipvs_msg.h"
 #include "log.h"
 #include "util.h"
 
@@ -1085,6 +1092,446 @@ cmd_echo_hold(char **argv)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- relay identity traffic */
+
+/* Reads one '\n'-terminated line (without it) within IO_TIMEOUT_MS; 0, or -1. */
+static int
+read_line(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got + 1 < len) {
+		if (wait_fd(fd, POLLIN, IO_TIMEOUT_MS) != 1)
+			return -1;
+		n = read(fd, buf + got, 1);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return -1;
+		if (buf[got] == '\n') {
+			buf[got] = '\0';
+			return 0;
+		}
+		got++;
+	}
+	return -1;
+}
+
+static int
+write_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			if (wait_fd(fd, POLLOUT, IO_TIMEOUT_MS) != 1)
+				return -1;
+			continue;
+		}
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Blocking connect bounded by IO_TIMEOUT_MS; the socket stays non-blocking. */
+static int
+connect_to(const char *addr, const char *port_s)
+{
+	struct sockaddr_in sin;
+	uint16_t port;
+	socklen_t sl = sizeof(int);
+	int fd, soerr = 0;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1 || parse_port(port_s, &port) == -1)
+		fatalx("bad address %s:%s", addr, port_s);
+	sin.sin_port = htons(port);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) == -1)
+		fatal("socket");
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 && errno != EINPROGRESS)
+		goto fail;
+	if (wait_fd(fd, POLLOUT, IO_TIMEOUT_MS) != 1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1 || soerr != 0)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* A file written whole or not at all (the scenario polls for it). */
+static void
+write_file(const char *dir, const char *name, const char *text)
+{
+	char tmp[512], path[512];
+	FILE *f;
+
+	if (str_format(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) == -1 ||
+	    str_format(path, sizeof(path), "%s/%s", dir, name) == -1)
+		fatalx("path too long");
+	if ((f = fopen(tmp, "w")) == NULL || fputs(text, f) == EOF || fclose(f) != 0)
+		fatal("%s", tmp);
+	if (rename(tmp, path) == -1)
+		fatal("rename %s", path);
+}
+
+/*
+ * Like echo-server, but every connection first gets "ID\n": a client can tell which relay
+ * answered through the VIP. Exits after SERVER_IDLE_MS without a new connection.
+ */
+static int
+cmd_id_server(char **argv)
+{
+	struct sockaddr_in sin;
+	char buf[4096], banner[64];
+	uint16_t port;
+	ssize_t n;
+	pid_t pid;
+	int ls, c, one = 1;
+	FILE *f;
+
+	if (parse_port(argv[0], &port) == -1 ||
+	    str_format(banner, sizeof(banner), "%s\n", argv[1]) == -1)
+		fatalx("usage: id-server PORT ID READYFILE");
+	if ((ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		fatal("socket");
+	if (setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+		fatal("setsockopt");
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	if (bind(ls, (struct sockaddr *)&sin, sizeof(sin)) == -1 || listen(ls, 64) == -1)
+		fatal("bind/listen");
+	if ((f = fopen(argv[2], "w")) == NULL || fclose(f) != 0)
+		fatal("%s", argv[2]);
+	while (wait_fd(ls, POLLIN, SERVER_IDLE_MS) == 1) {
+		if ((c = accept4(ls, NULL, NULL, SOCK_CLOEXEC)) == -1)
+			continue;
+		if ((pid = fork()) == -1)
+			fatal("fork");
+		if (pid == 0) {
+			close(ls);
+			if (write_all(c, banner, strlen(banner)) == -1)
+				_exit(1);
+			while (wait_fd(c, POLLIN, SERVER_IDLE_MS) == 1 &&
+			       (n = read(c, buf, sizeof(buf))) > 0) {
+				if (write_all(c, buf, (size_t)n) == -1)
+					break;
+			}
+			_exit(0);
+		}
+		close(c);
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+	}
+	return 0;
+}
+
+#define ID_MAX 8
+
+/*
+ * COUNT sequential connections to ADDR:PORT (an id-server behind the VIP): each reads the
+ * relay's id, sends a line and must get it echoed. Prints "ids NAME=N ..." for the scenario.
+ */
+static int
+cmd_id_count(char **argv)
+{
+	char names[ID_MAX][32], line[64], want[32], out[512];
+	unsigned counts[ID_MAX] = {0};
+	uint64_t count, i;
+	size_t nid = 0, k, used = 0;
+	int fd, ok = 1;
+
+	if (parse_u64(argv[2], 1, 1000, &count) == -1)
+		fatalx("usage: id-count ADDR PORT COUNT");
+	for (i = 0; i < count && ok; i++) {
+		ok = 0;
+		if ((fd = connect_to(argv[0], argv[1])) == -1)
+			break;
+		(void)str_format(want, sizeof(want), "n%llu\n", (unsigned long long)i);
+		if (read_line(fd, line, sizeof(line)) == 0 && line[0] != '\0' &&
+		    write_all(fd, want, strlen(want)) == 0 &&
+		    read_line(fd, want, sizeof(want)) == 0) {
+			for (k = 0; k < nid && strcmp(names[k], line) != 0; k++)
+				;
+			if (k == nid && nid < ID_MAX &&
+			    str_copy(names[nid], sizeof(names[nid]), line) == 0)
+				nid++;
+			if (k < nid) {
+				counts[k]++;
+				ok = 1;
+			}
+		}
+		close(fd);
+	}
+	out[0] = '\0';
+	for (k = 0; k < nid; k++) {
+		if (str_format(out + used, sizeof(out) - used, " %s=%u", names[k], counts[k]) == -1)
+			break;
+		used = strlen(out);
+	}
+	printf("ids%s\n", out);
+	check(ok, "id_count", "%llu of %llu connections answered and echoed",
+	      (unsigned long long)i, (unsigned long long)count);
+	return ok ? 0 : 1;
+}
+
+/*
+ * A connection the scenario steers: connects, writes the relay's id to DIR/id, then obeys
+ * lines written to the FIFO DIR/ctl: "ping N" sends a line and logs "pong N" to DIR/log
+ * once it is echoed (or "noecho N"), "close" closes it and logs "closed". The peer closing
+ * logs "eof". Exits after MAX_MS in any case.
+ */
+static int
+cmd_conn_hold(char **argv)
+{
+	char path[512], id[64], cmd[64], msg[80], back[80], logl[96];
+	struct pollfd p[2];
+	uint64_t max_ms, deadline, now;
+	size_t cl = 0;
+	ssize_t n;
+	int fd, ctl, logfd, rc = 1;
+	char *nl;
+	const char *dir = argv[3];
+
+	if (parse_u64(argv[2], 1, 600000, &max_ms) == -1)
+		fatalx("usage: conn-hold ADDR PORT MAX_MS DIR");
+	deadline = time_mono_ms() + max_ms;
+	if (str_format(path, sizeof(path), "%s/ctl", dir) == -1)
+		fatalx("path too long");
+	if (mkfifo(path, 0600) == -1 && errno != EEXIST)
+		fatal("mkfifo %s", path);
+	/* Read-write: never sees EOF when a writer goes, never blocks the opening. */
+	if ((ctl = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) == -1)
+		fatal("open %s", path);
+	if (str_format(path, sizeof(path), "%s/log", dir) == -1)
+		fatalx("path too long");
+	if ((logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) == -1)
+		fatal("open %s", path);
+	if ((fd = connect_to(argv[0], argv[1])) == -1 || read_line(fd, id, sizeof(id)) == -1) {
+		(void)write_all(logfd, "connect-failed\n", 15);
+		return 1;
+	}
+	(void)str_format(msg, sizeof(msg), "%s\n", id);
+	write_file(dir, "id", msg);
+	while ((now = time_mono_ms()) < deadline) {
+		p[0].fd = ctl;
+		p[0].events = POLLIN;
+		p[1].fd = fd;
+		p[1].events = POLLIN;
+		if (poll(p, 2, (int)(deadline - now)) <= 0)
+			continue;
+		if (p[1].revents != 0) {
+			/* Nothing is expected from the peer between pings: this is its close. */
+			(void)write_all(logfd, "eof\n", 4);
+			break;
+		}
+		if (!(p[0].revents & POLLIN))
+			continue;
+		n = read(ctl, cmd + cl, sizeof(cmd) - 1 - cl);
+		if (n <= 0)
+			continue;
+		cl += (size_t)n;
+		cmd[cl] = '\0';
+
+		while ((nl = strchr(cmd, '\n')) != NULL) {
+			*nl = '\0';
+			if (strncmp(cmd, "ping ", 5) == 0) {
+				(void)str_format(msg, sizeof(msg), "%s\n", cmd);
+				if (write_all(fd, msg, strlen(msg)) == 0 &&
+				    read_line(fd, back, sizeof(back)) == 0 &&
+				    strcmp(back, cmd) == 0)
+					(void)str_format(logl, sizeof(logl), "pong %s\n", cmd + 5);
+				else
+					(void)str_format(logl, sizeof(logl), "noecho %s\n",
+					                 cmd + 5);
+				(void)write_all(logfd, logl, strlen(logl));
+			} else if (strcmp(cmd, "close") == 0) {
+				close(fd);
+				fd = -1;
+				(void)write_all(logfd, "closed\n", 7);
+				rc = 0;
+				break;
+			}
+			cl -= (size_t)(nl + 1 - cmd);
+			memmove(cmd, nl + 1, cl + 1);
+		}
+		if (fd == -1)
+			break;
+		if (cl == sizeof(cmd) - 1)
+			cl = 0; /* a line too long for any command: dropped */
+	}
+	if (fd != -1)
+		close(fd);
+	close(ctl);
+	close(logfd);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- recording kernel replies */
+
+#define RECORD_MAX_BYTES (1 << 20)
+
+/*
+ * Sends req on a socket of its own and writes every datagram of the kernel's answer, as
+ * received, to DIR/NAME until the ACK or NLMSG_DONE of that request. These files are the
+ * unit tests' fixtures (tests/unit/fixtures/ipvs): replies recorded from a real kernel.
+ */
+static int
+record_one(struct nl_sock *sk, int family, const struct ipvs_req *req, const char *dir,
+           const char *name)
+{
+	struct ipvs_error err;
+	struct ipvs_reply r;
+	struct nl_msg *msg;
+	struct pollfd p;
+	char path[512];
+	uint8_t *buf;
+	uint32_t seq;
+	size_t off, total = 0;
+	ssize_t n;
+	FILE *f;
+	int fd = nl_socket_get_fd(sk), done = 0, rc, waits;
+
+	if (ipvs_msg_build(req, family, &msg, &err) == -1) {
+		check(0, name, "build: %s", err.msg);
+		return -1;
+	}
+	if (nl_send_auto(sk, msg) < 0) {
+		nlmsg_free(msg);
+		check(0, name, "send failed");
+		return -1;
+	}
+	seq = nlmsg_hdr(msg)->nlmsg_seq;
+	nlmsg_free(msg);
+	if (str_format(path, sizeof(path), "%s/%s", dir, name) == -1 ||
+	    (f = fopen(path, "wb")) == NULL)
+		fatal("%s/%s", dir, name);
+	if ((buf = malloc(RECORD_MAX_BYTES)) == NULL)
+		fatal("malloc");
+	for (waits = 0; !done && waits < 100; waits++) {
+		p.fd = fd;
+		p.events = POLLIN;
+		if (poll(&p, 1, IO_TIMEOUT_MS) != 1)
+			break;
+		if ((n = recv(fd, buf, RECORD_MAX_BYTES, MSG_TRUNC)) <= 0 || n > RECORD_MAX_BYTES)
+			break;
+		if (fwrite(buf, 1, (size_t)n, f) != (size_t)n)
+			fatal("write %s", path);
+		total += (size_t)n;
+		off = 0;
+		while ((rc = ipvs_reply_next(buf, (size_t)n, &off, &r)) == 1) {
+			if (r.seq == seq && (r.kind == IPVS_REPLY_ACK || r.kind == IPVS_REPLY_DONE))
+				done = 1;
+		}
+		if (rc == -1)
+			break;
+	}
+	free(buf);
+	if (fclose(f) != 0)
+		fatal("close %s", path);
+	check(done, name, "%zu bytes recorded, seq %u", total, seq);
+	return done ? 0 : -1;
+}
+
+/*
+ * Sets up a known table in an empty IPVS (this network namespace's), records the replies
+ * to every dump and get the director uses, and one error, into DIR. The values set here
+ * are what test_ipvs_msg.c checks the decoded fixtures against: change both together.
+ */
+static int
+cmd_record(const char *ifname, const char *dir)
+{
+	struct ipvs_service s4, s6, sfw, su;
+	struct ipvs_dest d4[3], d6, dfw;
+	struct ipvs_timeouts t = {.tcp_s = 1860, .tcp_fin_s = 7, .udp_s = 300};
+	struct ipvs_daemon m;
+	struct ipvs_error err;
+	struct ipvs_req req;
+	struct nl_sock *sk;
+	struct ipvs *h;
+	int family, ok = 1;
+	size_t i;
+
+	if ((h = ipvs_open(&err)) == NULL) {
+		check(0, "record_open", "%s", err.msg);
+		return 1;
+	}
+	s4 = svc_make(AF_INET, IPPROTO_TCP, "10.0.0.1", 25, "rr");
+	s6 = svc_make(AF_INET6, IPPROTO_TCP, "2001:db8::1", 143, "wlc");
+	s6.persistence_s = 300;
+	s6.netmask_len = 64;
+	sfw = svc_make(AF_INET, 0, NULL, 0, "rr");
+	sfw.fwmark = 7;
+	su = svc_make(AF_INET, IPPROTO_UDP, "10.0.0.2", 53, "wrr");
+	d4[0] = dest_make(AF_INET, "10.0.1.1", 25, IPVS_FWD_DR, 1);
+	d4[1] = dest_make(AF_INET, "10.0.1.2", 2525, IPVS_FWD_MASQ, 2);
+	d4[2] = dest_make(AF_INET, "10.0.1.3", 25, IPVS_FWD_TUN, 3);
+	d4[2].u_threshold = 1000;
+	d4[2].l_threshold = 500;
+	d6 = dest_make(AF_INET6, "2001:db8::11", 143, IPVS_FWD_DR, 7);
+	dfw = dest_make(AF_INET, "10.0.1.4", 0, IPVS_FWD_DR, 0);
+	ok &= ipvs_service_add(h, &s4, &err) == 0;
+	ok &= ipvs_service_add(h, &s6, &err) == 0;
+	ok &= ipvs_service_add(h, &sfw, &err) == 0;
+	ok &= ipvs_service_add(h, &su, &err) == 0;
+	for (i = 0; i < 3; i++)
+		ok &= ipvs_dest_add(h, &s4, &d4[i], &err) == 0;
+	ok &= ipvs_dest_add(h, &s6, &d6, &err) == 0;
+	ok &= ipvs_dest_add(h, &sfw, &dfw, &err) == 0;
+	ok &= ipvs_timeouts_set(h, &t, &err) == 0;
+	memset(&m, 0, sizeof(m));
+	m.state = IPVS_DAEMON_MASTER;
+	(void)str_copy(m.mcast_ifname, sizeof(m.mcast_ifname), ifname);
+	m.syncid = 5;
+	ok &= ipvs_daemon_add(h, &m, &err) == 0;
+	check(ok, "record_table_set_up", "%s", ok ? "" : err.msg);
+	family = ipvs_family(h);
+
+	if ((sk = nl_socket_alloc()) == NULL || genl_connect(sk) < 0)
+		fatalx("netlink socket");
+	nl_socket_disable_auto_ack(sk);
+	memset(&req, 0, sizeof(req));
+	req.op = IPVS_OP_SERVICES_DUMP;
+	ok &= record_one(sk, family, &req, dir, "services_dump.bin") == 0;
+	req.op = IPVS_OP_DESTS_DUMP;
+	req.svc = s4;
+	ok &= record_one(sk, family, &req, dir, "dests_dump_v4.bin") == 0;
+	req.svc = s6;
+	ok &= record_one(sk, family, &req, dir, "dests_dump_v6.bin") == 0;
+	req.svc = sfw;
+	ok &= record_one(sk, family, &req, dir, "dests_dump_fwmark.bin") == 0;
+	req.svc = su;
+	ok &= record_one(sk, family, &req, dir, "dests_dump_empty.bin") == 0;
+	memset(&req, 0, sizeof(req));
+	req.op = IPVS_OP_INFO_GET;
+	ok &= record_one(sk, family, &req, dir, "info.bin") == 0;
+	req.op = IPVS_OP_TIMEOUTS_GET;
+	ok &= record_one(sk, family, &req, dir, "config.bin") == 0;
+	req.op = IPVS_OP_DAEMONS_DUMP;
+	ok &= record_one(sk, family, &req, dir, "daemons_dump.bin") == 0;
+	req.op = IPVS_OP_SERVICE_ADD;
+	req.svc = s4;
+	ok &= record_one(sk, family, &req, dir, "service_add_eexist.bin") == 0;
+	nl_socket_free(sk);
+
+	(void)ipvs_daemon_del(h, &m, &err);
+	(void)ipvs_service_del(h, &s4, &err);
+	(void)ipvs_service_del(h, &s6, &err);
+	(void)ipvs_service_del(h, &sfw, &err);
+	(void)ipvs_service_del(h, &su, &err);
+	ipvs_close(h);
+	return ok ? 0 : 1;
+}
+
 static void
 usage(void)
 {
@@ -1094,7 +1541,12 @@ usage(void)
 	        "       ipvs_client_test nat-setup VIP VPORT RIP RPORT\n"
 	        "       ipvs_client_test nat-check VIP VPORT RIP RPORT MIN_CONNS MIN_BYTES\n"
 	        "       ipvs_client_test echo-server PORT READYFILE\n"
-	        "       ipvs_client_test echo-client ADDR PORT BYTES COUNT\n");
+	        "       ipvs_client_test echo-client ADDR PORT BYTES COUNT\n"
+	        "       ipvs_client_test echo-hold ADDR PORT HOLD_MS READYFILE\n"
+	        "       ipvs_client_test id-server PORT ID READYFILE\n"
+	        "       ipvs_client_test id-count ADDR PORT COUNT\n"
+	        "       ipvs_client_test conn-hold ADDR PORT MAX_MS DIR\n"
+	        "       ipvs_client_test record IFNAME DIR\n");
 	exit(2);
 }
 
@@ -1120,5 +1572,13 @@ main(int argc, char **argv)
 		return cmd_echo_client(argv + 2);
 	if (argc == 6 && strcmp(argv[1], "echo-hold") == 0)
 		return cmd_echo_hold(argv + 2);
+	if (argc == 5 && strcmp(argv[1], "id-server") == 0)
+		return cmd_id_server(argv + 2);
+	if (argc == 5 && strcmp(argv[1], "id-count") == 0)
+		return cmd_id_count(argv + 2);
+	if (argc == 6 && strcmp(argv[1], "conn-hold") == 0)
+		return cmd_conn_hold(argv + 2);
+	if (argc == 4 && strcmp(argv[1], "record") == 0)
+		return cmd_record(argv[2], argv[3]);
 	usage();
 }

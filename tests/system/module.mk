@@ -1,14 +1,34 @@
 # tests/system: kernel-IPVS system tests, booted in user-mode Linux where the host kernel
-# has no IPVS (UML.md). The driver is built, not installed; check-system boots UML once.
+# has no IPVS (UML.md). The drivers are built, not installed; check-system boots UML once
+# for every scenario; bench-director and record-ipvs-fixtures boot their own.
 NOINST_PROGRAMS += ipvs_client_test
 ipvs_client_test_SRCS := tests/system/ipvs_client_test.c director/ipvs.c director/ipvs_msg.c
 ipvs_client_test_LIBS := $(NL_LIBS)
 
-SYSTEM_SCENARIOS ?= ipvs-client director
+SYSTEM_SCENARIOS ?= ipvs-client director director-dr
+# One boot runs them all: the in-guest watchdog and the host bound grow with the list.
+SYSTEM_BUDGET_S ?= 200
+SYSTEM_TIMEOUT_S ?= 230
 
 # A rule here must not become make's default goal (this file is read before `all`).
 system_saved_goal := $(.DEFAULT_GOAL)
-.PHONY: check-system
+.PHONY: check-system record-ipvs-fixtures
 check-system: $(O)/bin/ipvs_client_test $(O)/bin/mailplex-director $(O)/bin/mailplexctl
+	SYS_BUDGET=$(SYSTEM_BUDGET_S) SYS_TIMEOUT=$(SYSTEM_TIMEOUT_S) \
 	tests/system/uml-run.sh -b $(O)/bin -o $(O)/system $(SYSTEM_SCENARIOS)
+
+# Records the real kernel's IPVS replies into tests/unit/fixtures/ipvs/ (then commit them,
+# with the kernel version the README there names).
+IPVS_FIXTURES := tests/unit/fixtures/ipvs
+record-ipvs-fixtures: $(O)/bin/ipvs_client_test
+	@run=$$(SYS_QUIET=1 tests/system/uml-run.sh -b $(O)/bin -o $(O)/system ipvs-record | \
+		sed -n 's/^uml-run.sh: .* results=//p'); \
+	log=$$run/ipvs-record.log; \
+	grep -q '^RESULT=PASS' $$run/verdict 2>/dev/null || { echo "recording failed: $$run" >&2; exit 1; }; \
+	mkdir -p $(IPVS_FIXTURES); \
+	grep '^FIXTURE ' $$log | while read -r _ name data; do \
+		echo "$$data" | base64 -d >$(IPVS_FIXTURES)/$$name || exit 1; \
+		echo "  $(IPVS_FIXTURES)/$$name"; \
+	done; \
+	sed -n 's/^KERNEL //p' $$log >$(IPVS_FIXTURES)/KERNEL
 .DEFAULT_GOAL := $(system_saved_goal)
