@@ -262,10 +262,10 @@ imap_slot_buf(struct imap_cmd *c, enum imap_slot slot, size_t **lenp)
 		*lenp = &pair->field_len;
 		return pair->field;
 	case IMAP_SLOT_ID_VALUE:
-		*lenp = &pair->value_len;
-		return c->id_values + pair->value_off;
+		break;
 	}
-	return NULL;
+	*lenp = &pair->value_len;
+	return c->id_values + pair->value_off;
 }
 
 static void
