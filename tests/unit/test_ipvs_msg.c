@@ -2,6 +2,7 @@
  * Unit tests for director/ipvs_msg: requests decode back to what was asked for, kernel-shaped
  * dump replies (16-byte addresses, STATS64 nests, ACKs, DONE) decode into the public
  * structs, and malformed messages and attribute sets are rejected without reading past them.
+ * Replies recorded from a real kernel (tests/unit/fixtures/ipvs) decode to what was set up.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <linux/genetlink.h>
@@ -704,6 +707,274 @@ test_errors_read_in_ipvs_terms(void **state)
 	ipvs_error_set(NULL, IPVS_OP_SERVICE_ADD, EEXIST);
 }
 
+/* ---------------------------------------------------------------- replies of a real kernel */
+
+/*
+ * tests/unit/fixtures/ipvs/ holds the raw bytes a real kernel (version in KERNEL there)
+ * answered, recorded by `make record-ipvs-fixtures` (ipvs_client_test record). The table
+ * it recorded is set up in that driver's cmd_record; the values below are the ones set.
+ */
+#define FIXTURE_DIR     "tests/unit/fixtures/ipvs/"
+#define FIXTURE_MAX     64
+#define FIXTURE_MAX_LEN 65536
+
+struct fixture {
+	uint8_t *buf;
+	size_t len;
+	struct ipvs_reply r[FIXTURE_MAX];
+	size_t n;     /* every message, the final ACK or DONE included */
+	size_t ndata; /* DATA replies, all before the final one */
+};
+
+/*
+ * Reads NAME and splits it into replies: the whole file must parse, every reply must carry
+ * the one request's sequence number, and exactly the last must end the answer.
+ */
+static void
+fixture_load(const char *name, struct fixture *fx)
+{
+	char path[256];
+	size_t off = 0;
+	FILE *f;
+	int rc;
+
+	memset(fx, 0, sizeof(*fx));
+	assert_true(snprintf(path, sizeof(path), "%s%s", FIXTURE_DIR, name) < (int)sizeof(path));
+	f = fopen(path, "rb");
+	if (f == NULL)
+		fail_msg("%s: %s (the tests run from the repository root)", path, strerror(errno));
+	fx->buf = malloc(FIXTURE_MAX_LEN);
+	assert_non_null(fx->buf);
+	fx->len = fread(fx->buf, 1, FIXTURE_MAX_LEN, f);
+	assert_int_equal(fclose(f), 0);
+	assert_true(fx->len > 0 && fx->len < FIXTURE_MAX_LEN);
+	while ((rc = ipvs_reply_next(fx->buf, fx->len, &off, &fx->r[fx->n])) == 1) {
+		assert_true(fx->n + 1 < FIXTURE_MAX);
+		assert_int_equal(fx->r[fx->n].seq, fx->r[0].seq);
+		if (fx->r[fx->n].kind == IPVS_REPLY_DATA) {
+			assert_int_equal(fx->ndata, fx->n);
+			fx->ndata++;
+		}
+		fx->n++;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(off, fx->len);
+	assert_true(fx->n == fx->ndata + 1);
+}
+
+/* The answer ended well: DONE for a dump, the ACK otherwise. */
+static void
+fixture_ends(const struct fixture *fx, enum ipvs_reply_kind kind, int error)
+{
+	const struct ipvs_reply *last = &fx->r[fx->n - 1];
+
+	assert_int_equal(last->kind, kind);
+	assert_int_equal(last->error, error);
+}
+
+static void
+addr_is(int af, const union ipvs_addr *a, const char *want)
+{
+	union ipvs_addr w;
+
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(inet_pton(af, want, &w), 1);
+	assert_memory_equal(a, &w, af == AF_INET6 ? 16 : 4);
+}
+
+static void
+stats_are_zero(const struct ipvs_stats *st)
+{
+	const struct ipvs_stats zero = {0};
+
+	assert_memory_equal(st, &zero, sizeof(zero));
+}
+
+static void
+test_recorded_services_dump_decodes(void **state)
+{
+	struct fixture fx;
+	struct ipvs_service s;
+	int seen = 0;
+
+	fixture_load("services_dump.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_DONE, 0);
+	assert_int_equal(fx.ndata, 4);
+	for (size_t i = 0; i < fx.ndata; i++) {
+		assert_int_equal(fx.r[i].cmd, IPVS_CMD_NEW_SERVICE);
+		assert_int_equal(ipvs_reply_service(&fx.r[i], &s), 0);
+		/* The kernel's internal HASHED flag never reaches the caller. */
+		assert_int_equal(s.flags, 0);
+		stats_are_zero(&s.stats);
+		if (s.fwmark == 7) {
+			assert_int_equal(s.af, AF_INET);
+			assert_string_equal(s.sched, "rr");
+			assert_int_equal(s.persistence_s, 0);
+			seen |= 1;
+		} else if (s.af == AF_INET6) {
+			assert_int_equal(s.protocol, IPPROTO_TCP);
+			addr_is(AF_INET6, &s.addr, "2001:db8::1");
+			assert_int_equal(s.port, 143);
+			assert_string_equal(s.sched, "wlc");
+			assert_int_equal(s.persistence_s, 300);
+			assert_int_equal(s.netmask_len, 64);
+			seen |= 2;
+		} else if (s.protocol == IPPROTO_UDP) {
+			addr_is(AF_INET, &s.addr, "10.0.0.2");
+			assert_int_equal(s.port, 53);
+			assert_string_equal(s.sched, "wrr");
+			seen |= 4;
+		} else {
+			assert_int_equal(s.af, AF_INET);
+			assert_int_equal(s.protocol, IPPROTO_TCP);
+			addr_is(AF_INET, &s.addr, "10.0.0.1");
+			assert_int_equal(s.port, 25);
+			assert_string_equal(s.sched, "rr");
+			assert_int_equal(s.fwmark, 0);
+			assert_int_equal(s.persistence_s, 0);
+			seen |= 8;
+		}
+	}
+	assert_int_equal(seen, 15);
+	free(fx.buf);
+}
+
+static void
+test_recorded_v4_dests_dump_decodes_each_method(void **state)
+{
+	struct fixture fx;
+	struct ipvs_dest d;
+	int seen = 0;
+
+	fixture_load("dests_dump_v4.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_DONE, 0);
+	assert_int_equal(fx.ndata, 3);
+	for (size_t i = 0; i < fx.ndata; i++) {
+		assert_int_equal(fx.r[i].cmd, IPVS_CMD_NEW_DEST);
+		assert_int_equal(ipvs_reply_dest(&fx.r[i], AF_INET6, &d), 0);
+		/* The kernel names the family: the fallback given above is not used. */
+		assert_int_equal(d.af, AF_INET);
+		assert_int_equal(d.active_conns, 0);
+		assert_int_equal(d.inactive_conns, 0);
+		assert_int_equal(d.persist_conns, 0);
+		stats_are_zero(&d.stats);
+		switch (d.fwd) {
+		case IPVS_FWD_DR:
+			addr_is(AF_INET, &d.addr, "10.0.1.1");
+			assert_int_equal(d.port, 25);
+			assert_int_equal(d.weight, 1);
+			seen |= 1;
+			break;
+		case IPVS_FWD_MASQ:
+			addr_is(AF_INET, &d.addr, "10.0.1.2");
+			assert_int_equal(d.port, 2525);
+			assert_int_equal(d.weight, 2);
+			seen |= 2;
+			break;
+		case IPVS_FWD_TUN:
+			addr_is(AF_INET, &d.addr, "10.0.1.3");
+			assert_int_equal(d.port, 25);
+			assert_int_equal(d.weight, 3);
+			assert_int_equal(d.u_threshold, 1000);
+			assert_int_equal(d.l_threshold, 500);
+			assert_int_equal(d.tun_type, 0); /* IPIP */
+			seen |= 4;
+			break;
+		default:
+			fail_msg("unexpected forwarding %d", d.fwd);
+		}
+	}
+	assert_int_equal(seen, 7);
+	free(fx.buf);
+}
+
+static void
+test_recorded_v6_fwmark_and_empty_dest_dumps_decode(void **state)
+{
+	struct fixture fx;
+	struct ipvs_dest d;
+
+	fixture_load("dests_dump_v6.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_DONE, 0);
+	assert_int_equal(fx.ndata, 1);
+	assert_int_equal(ipvs_reply_dest(&fx.r[0], AF_INET, &d), 0);
+	assert_int_equal(d.af, AF_INET6);
+	addr_is(AF_INET6, &d.addr, "2001:db8::11");
+	assert_int_equal(d.port, 143);
+	assert_int_equal(d.fwd, IPVS_FWD_DR);
+	assert_int_equal(d.weight, 7);
+	free(fx.buf);
+
+	fixture_load("dests_dump_fwmark.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_DONE, 0);
+	assert_int_equal(fx.ndata, 1);
+	assert_int_equal(ipvs_reply_dest(&fx.r[0], AF_INET, &d), 0);
+	assert_int_equal(d.af, AF_INET);
+	addr_is(AF_INET, &d.addr, "10.0.1.4");
+	assert_int_equal(d.port, 0);
+	assert_int_equal(d.fwd, IPVS_FWD_DR);
+	assert_int_equal(d.weight, 0);
+	free(fx.buf);
+
+	/* A service without destinations: the dump is its DONE alone. */
+	fixture_load("dests_dump_empty.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_DONE, 0);
+	assert_int_equal(fx.ndata, 0);
+	free(fx.buf);
+}
+
+static void
+test_recorded_info_config_and_daemons_decode(void **state)
+{
+	struct fixture fx;
+	struct ipvs_info info;
+	struct ipvs_timeouts t;
+	struct ipvs_daemon dm;
+	struct ipvs_service s;
+
+	fixture_load("info.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_ACK, 0);
+	assert_int_equal(fx.ndata, 1);
+	assert_int_equal(ipvs_reply_info(&fx.r[0], &info), 0);
+	assert_int_equal(info.version, 0x010201); /* "IP Virtual Server version 1.2.1" */
+	assert_int_equal(info.conn_tab_size, 4096);
+	/* One kind of reply is not mistaken for another. */
+	assert_int_equal(ipvs_reply_service(&fx.r[0], &s), -1);
+	free(fx.buf);
+
+	fixture_load("config.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_ACK, 0);
+	assert_int_equal(fx.ndata, 1);
+	assert_int_equal(ipvs_reply_timeouts(&fx.r[0], &t), 0);
+	assert_int_equal(t.tcp_s, 1860);
+	assert_int_equal(t.tcp_fin_s, 7);
+	assert_int_equal(t.udp_s, 300);
+	free(fx.buf);
+
+	fixture_load("daemons_dump.bin", &fx);
+	fixture_ends(&fx, IPVS_REPLY_DONE, 0);
+	assert_int_equal(fx.ndata, 1);
+	assert_int_equal(ipvs_reply_daemon(&fx.r[0], &dm), 0);
+	assert_int_equal(dm.state, IPVS_DAEMON_MASTER);
+	assert_string_equal(dm.mcast_ifname, "eth0");
+	assert_int_equal(dm.syncid, 5);
+	/* What the kernel chose for what was not given: its default group, port and TTL. */
+	assert_int_equal(dm.mcast_port, 8848);
+	assert_int_equal(dm.mcast_ttl, 1);
+	free(fx.buf);
+}
+
+static void
+test_recorded_error_is_the_requests_errno(void **state)
+{
+	struct fixture fx;
+
+	fixture_load("service_add_eexist.bin", &fx);
+	assert_int_equal(fx.n, 1);
+	fixture_ends(&fx, IPVS_REPLY_ACK, EEXIST);
+	free(fx.buf);
+}
+
 int
 main(void)
 {
@@ -721,6 +992,11 @@ main(void)
 	    cmocka_unit_test(test_dest_without_family_takes_the_services),
 	    cmocka_unit_test(test_invalid_requests_are_refused_before_the_kernel),
 	    cmocka_unit_test(test_errors_read_in_ipvs_terms),
+	    cmocka_unit_test(test_recorded_services_dump_decodes),
+	    cmocka_unit_test(test_recorded_v4_dests_dump_decodes_each_method),
+	    cmocka_unit_test(test_recorded_v6_fwmark_and_empty_dest_dumps_decode),
+	    cmocka_unit_test(test_recorded_info_config_and_daemons_decode),
+	    cmocka_unit_test(test_recorded_error_is_the_requests_errno),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
