@@ -88,7 +88,7 @@ struct imap_cmd {
 
 /*
  * literal_max: largest literal accepted before login (0 means IMAP_LITERAL_MAX_DEFAULT).
- * The struct is large (about 6 KiB): allocate it while the session is pre-login only.
+ * The struct is large (about 8 KiB): allocate it while the session is pre-login only.
  */
 void imap_cmd_init(struct imap_cmd *c, uint64_t literal_max);
 /* Wipes credentials and results and waits for a new command; keeps literal_max. */
