@@ -22,10 +22,15 @@ linebuf_init(struct linebuf *lb, size_t initial, size_t max)
 	lb->max = max;
 }
 
-/* Empty buffers give their memory back: an idle session holds no buffer at all. */
+/*
+ * Empty buffers give their memory back: an idle session holds no buffer at all. The
+ * bytes are wiped first: login lines and literals carry passwords.
+ */
 static void
 linebuf_release(struct linebuf *lb)
 {
+	if (lb->data != NULL)
+		explicit_bzero(lb->data, lb->cap);
 	free(lb->data);
 	lb->data = NULL;
 	lb->off = lb->len = lb->cap = 0;
