@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <stdarg.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,7 @@ struct importer {
 	size_t nbackends;
 	unsigned int line;
 	int errors;
-	char **users; /* users seen, for duplicates (sorted at the end only for messages) */
-	size_t nusers, capusers;
+	void *users; /* tsearch(3) tree of the user names seen, for duplicates */
 };
 
 static void imp_msg(struct importer *im, int warning, const char *fmt, ...)
@@ -133,23 +133,25 @@ host_check(struct importer *im, const char *host, uint16_t port)
 }
 
 static int
+user_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* 1 if seen before, 0 if new (now remembered), -1 out of memory. O(log n) per user. */
+static int
 user_seen(struct importer *im, const char *user)
 {
-	char **nu;
-	size_t i;
+	char *copy, **slot;
 
-	for (i = 0; i < im->nusers; i++)
-		if (strcmp(im->users[i], user) == 0)
-			return 1;
-	if (im->nusers == im->capusers) {
-		im->capusers = im->capusers ? im->capusers * 2 : 256;
-		if ((nu = reallocarray(im->users, im->capusers, sizeof(*nu))) == NULL)
-			return -1;
-		im->users = nu;
-	}
-	if ((im->users[im->nusers] = strdup(user)) == NULL)
+	if (tfind(user, &im->users, user_cmp) != NULL)
+		return 1;
+	if ((copy = strdup(user)) == NULL)
 		return -1;
-	im->nusers++;
+	if ((slot = tsearch(copy, &im->users, user_cmp)) == NULL) {
+		free(copy);
+		return -1;
+	}
 	return 0;
 }
 
@@ -478,8 +480,6 @@ import_run(const char *kind, const char *name, const char *buf, size_t len, cons
 out:
 	free(im.bodybuf);
 	free(im.backends);
-	for (i = 0; i < im.nusers; i++)
-		free(im.users[i]);
-	free(im.users);
+	tdestroy(im.users, free);
 	return rc;
 }
