@@ -22,6 +22,8 @@ MANDIR    ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var
 RUNSTATEDIR ?= /run
+SYSTEMDUNITDIR ?= /lib/systemd/system
+MODULESLOADDIR ?= /usr/lib/modules-load.d
 DESTDIR   ?=
 
 PKGS      := libconfig openssl
@@ -172,6 +174,12 @@ install: all
 	    if [ -e "$(DESTDIR)$(SYSCONFDIR)/mailplex/$${f#conf/}" ]; then \
 	        echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mailplex/$${f#conf/}"; \
 	    else install -m 0644 $$f $(DESTDIR)$(SYSCONFDIR)/mailplex/; fi; done
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(MODULESLOADDIR)
+	@for u in $(UNITS); do \
+	    sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	install -m 0644 systemd/mailplex-director.modules-load \
+	    $(DESTDIR)$(MODULESLOADDIR)/mailplex-director.conf
 	@for m in $(MANPAGES); do \
 	    s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done

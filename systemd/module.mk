@@ -1,0 +1,2 @@
+# systemd units: *.service.in get the install paths substituted at install time.
+UNITS := mailplex-director.service
