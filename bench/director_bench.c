@@ -557,6 +557,8 @@ cmd_packed(const char *vipaddr, const char *nstr)
 		if (ipvs_msg_build(&req, family, &msg, &err) == -1)
 			fatalx("%s", err.msg);
 		nlh = nlmsg_hdr(msg);
+		/* nl_send_auto would add it; without it the kernel skips the message. */
+		nlh->nlmsg_flags |= NLM_F_REQUEST;
 		if (i <= n)
 			nlh->nlmsg_flags &= (uint16_t)~NLM_F_ACK;
 		nlh->nlmsg_seq = seq++;

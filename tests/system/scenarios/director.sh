@@ -3,7 +3,7 @@
 # listeners): relays enter after rise, a weight changed and a destination deleted by hand
 # are put back, a dead listener is drained out and comes back, mailplexctl drain/undrain
 # work, a bad reload keeps the running config, and a restart leaves an established
-# connection's IPVS entry and the table untouched.
+# connection's IPVS entry and the table untouched and the connection still echoing.
 #
 #   client 10.79.1.2 --br-c-- 10.79.1.1 + VIP 10.79.1.10 [dir] 10.79.2.1 --br-s-- relays .21 .22
 . "$SYS_SRC/lib.sh"
@@ -52,9 +52,9 @@ weight() { ip netns exec dir ipvsadm -Ln -t "$VIP" 2>/dev/null | awk -v d="$1" '
 weight_is() { [ "$(weight "$1")" = "$2" ]; }
 absent() { [ -z "$(weight "$1")" ]; }
 
-start_listener() {   # NS: echo server on 8025, its pid in LPID_<NS>
+start_listener() {   # NS: echo server on 8025 that names its relay, its pid in LPID_<NS>
 	rm -f "$S/$1.ready"
-	ip netns exec "$1" "$T" echo-server 8025 "$S/$1.ready" &
+	ip netns exec "$1" "$T" id-server 8025 "$1" "$S/$1.ready" &
 	SYS_PIDS+=($!)
 	eval "LPID_$1=$!"
 	sys_wait_for 5000 "$1 listening" test -e "$S/$1.ready"
@@ -83,7 +83,7 @@ sys_check service_created_with_scheduler $?
 ip netns exec dir ipvsadm -L --timeout | grep -q '(tcp tcpfin udp): 1860 120'
 sys_check ipvs_tcp_timeout_1860 $? "$(ip netns exec dir ipvsadm -L --timeout)"
 
-ip netns exec client "$T" echo-client 10.79.1.10 8025 100 4
+ip netns exec client "$T" id-count 10.79.1.10 8025 4 | grep -qx 'ids rs[12]=2 rs[12]=2'
 sys_check traffic_through_vip $?
 
 ip netns exec dir ipvsadm -e -t "$VIP" -r "$R1" -m -w 5
@@ -144,10 +144,20 @@ kill -HUP "$DPID"
 sys_wait_for 4000 "reloaded weight" weight_is "$R2" 30
 sys_check reload_applies_new_weight $?
 
-# Restart: an established connection's IPVS entry survives and nothing is re-added.
-sys_bg ip netns exec client "$T" echo-hold 10.79.1.10 8025 20000 "$S/hold.ready"
-sys_wait_for 5000 "held connection" test -e "$S/hold.ready"
+# Restart: an established connection's IPVS entry survives, it still carries data, and
+# nothing is re-added. conn-hold obeys "ping N" / "close" written to its FIFO.
+H=$S/hold
+mkdir -p "$H"
+sys_bg ip netns exec client "$T" conn-hold 10.79.1.10 8025 30000 "$H"
+sys_wait_for 5000 "held connection" test -s "$H/id"
 sys_check held_connection_open $?
+hold_ping() {   # N
+	local fd
+	exec {fd}<>"$H/ctl" && echo "ping $1" >&"$fd" && exec {fd}>&-
+	sys_wait_for 6000 "echo of ping $1" grep -qx "pong $1" "$H/log"
+}
+hold_ping 1
+sys_check held_connection_echoes $?
 conns() { ip netns exec dir ipvsadm -Lnc | awk '$3 == "ESTABLISHED" { print $4, $5, $6 }' | sort; }
 before=$(conns)
 [ -n "$before" ]
@@ -165,6 +175,8 @@ after=$(conns)
 sys_check established_entry_survives_restart $? "before=[$before] after=[$after]"
 weight_is "$R1" 100 && weight_is "$R2" 30
 sys_check restart_keeps_weights $?
+hold_ping 2
+sys_check established_connection_echoes_after_restart $? "$(tr '\n' ' ' <"$H/log")"
 ! grep -Eq 'ipvs: (service|destination) (add|edit|delete)' "$S/director2.log"
 sys_check restart_changes_nothing $? "$(grep 'ipvs:' "$S/director2.log" | head -3)"
 
