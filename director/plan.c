@@ -88,22 +88,96 @@ plan_push(struct plan *p, enum ipvs_op op, const struct ipvs_service *svc,
 	return 0;
 }
 
-static const struct plan_dest *
-find_want_dest(const struct plan_service *ws, const struct ipvs_dest *d)
+/* Order of destinations by identity, for the sorted indexes below. */
+static int
+dest_order(const struct ipvs_dest *a, const struct ipvs_dest *b)
 {
-	for (size_t i = 0; i < ws->ndests; i++)
-		if (plan_dest_same(&ws->dests[i].dest, d))
-			return &ws->dests[i];
-	return NULL;
+	int c;
+
+	if (a->af != b->af)
+		return a->af < b->af ? -1 : 1;
+	if ((c = memcmp(&a->addr, &b->addr, addr_len(a->af))) != 0)
+		return c;
+	return (a->port > b->port) - (a->port < b->port);
+}
+
+static int
+have_order(const void *a, const void *b)
+{
+	return dest_order(*(const struct ipvs_dest *const *)a, *(const struct ipvs_dest *const *)b);
+}
+
+static int
+want_order(const void *a, const void *b)
+{
+	return dest_order(&(*(const struct plan_dest *const *)a)->dest,
+	                  &(*(const struct plan_dest *const *)b)->dest);
+}
+
+/*
+ * Sorted views of one service's destinations: a service may carry thousands of them,
+ * and matching each wanted one by a linear scan made a no-op pass quadratic.
+ */
+struct plan_index {
+	const struct ipvs_dest **have;
+	size_t nhave;
+	const struct plan_dest **want;
+	size_t nwant;
+};
+
+static int
+plan_index_build(struct plan_index *ix, const struct plan_service *ws,
+                 const struct plan_kernel_service *hs)
+{
+	memset(ix, 0, sizeof(*ix));
+	ix->nhave = hs != NULL ? hs->ndests : 0;
+	ix->nwant = ws != NULL ? ws->ndests : 0;
+	if ((ix->nhave > 0 && (ix->have = calloc(ix->nhave, sizeof(*ix->have))) == NULL) ||
+	    (ix->nwant > 0 && (ix->want = calloc(ix->nwant, sizeof(*ix->want))) == NULL)) {
+		free(ix->have);
+		errno = ENOMEM;
+		return -1;
+	}
+	for (size_t i = 0; i < ix->nhave; i++)
+		ix->have[i] = &hs->dests[i];
+	for (size_t i = 0; i < ix->nwant; i++)
+		ix->want[i] = &ws->dests[i];
+	if (ix->nhave > 1)
+		qsort(ix->have, ix->nhave, sizeof(*ix->have), have_order);
+	if (ix->nwant > 1)
+		qsort(ix->want, ix->nwant, sizeof(*ix->want), want_order);
+	return 0;
+}
+
+static void
+plan_index_free(struct plan_index *ix)
+{
+	free(ix->have);
+	free(ix->want);
+}
+
+static const struct plan_dest *
+find_want_dest(const struct plan_index *ix, const struct ipvs_dest *d)
+{
+	struct plan_dest key;
+	const struct plan_dest *kp = &key, *const * hit;
+
+	if (ix->nwant == 0)
+		return NULL;
+	key.dest = *d;
+	hit = bsearch(&kp, ix->want, ix->nwant, sizeof(*ix->want), want_order);
+	return hit != NULL ? *hit : NULL;
 }
 
 static const struct ipvs_dest *
-find_have_dest(const struct plan_kernel_service *hs, const struct ipvs_dest *d)
+find_have_dest(const struct plan_index *ix, const struct ipvs_dest *d)
 {
-	for (size_t i = 0; i < hs->ndests; i++)
-		if (plan_dest_same(&hs->dests[i], d))
-			return &hs->dests[i];
-	return NULL;
+	const struct ipvs_dest *const *hit;
+
+	if (ix->nhave == 0)
+		return NULL;
+	hit = bsearch(&d, ix->have, ix->nhave, sizeof(*ix->have), have_order);
+	return hit != NULL ? *hit : NULL;
 }
 
 /* A destination in the kernel that should be on its way out. */
@@ -123,11 +197,17 @@ plan_drain(struct plan *p, const struct ipvs_service *svc, const struct ipvs_des
 	return plan_push(p, IPVS_OP_DEST_EDIT, svc, &d, "draining: weight to 0");
 }
 
+static int plan_service_dests(struct plan *p, const struct plan_service *ws,
+                              const struct plan_kernel_service *hs, const struct plan_index *ix,
+                              uint64_t now_ms);
+
 static int
 plan_service(struct plan *p, const struct plan_service *ws, const struct plan_kernel_service *hs,
              uint64_t now_ms)
 {
 	const struct ipvs_service *svc = &ws->svc;
+	struct plan_index ix;
+	int rc;
 
 	if (hs == NULL) {
 		if (plan_push(p, IPVS_OP_SERVICE_ADD, svc, NULL, "missing") == -1)
@@ -138,9 +218,23 @@ plan_service(struct plan *p, const struct plan_service *ws, const struct plan_ke
 			return -1;
 	}
 
+	if (plan_index_build(&ix, ws, hs) == -1)
+		return -1;
+	rc = plan_service_dests(p, ws, hs, &ix, now_ms);
+	plan_index_free(&ix);
+	return rc;
+}
+
+static int
+plan_service_dests(struct plan *p, const struct plan_service *ws,
+                   const struct plan_kernel_service *hs, const struct plan_index *ix,
+                   uint64_t now_ms)
+{
+	const struct ipvs_service *svc = &ws->svc;
+
 	for (size_t i = 0; i < ws->ndests; i++) {
 		const struct plan_dest *wd = &ws->dests[i];
-		const struct ipvs_dest *hd = hs != NULL ? find_have_dest(hs, &wd->dest) : NULL;
+		const struct ipvs_dest *hd = hs != NULL ? find_have_dest(ix, &wd->dest) : NULL;
 		struct ipvs_dest d = wd->dest;
 
 		if (wd->want == PLAN_WANT_DRAIN) {
@@ -163,7 +257,7 @@ plan_service(struct plan *p, const struct plan_service *ws, const struct plan_ke
 
 	/* Nobody wants these: removed from the configuration, or added by hand. */
 	for (size_t i = 0; hs != NULL && i < hs->ndests; i++)
-		if (find_want_dest(ws, &hs->dests[i]) == NULL &&
+		if (find_want_dest(ix, &hs->dests[i]) == NULL &&
 		    plan_drain(p, svc, &hs->dests[i], 0) == -1)
 			return -1;
 	return 0;

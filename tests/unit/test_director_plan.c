@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -302,6 +303,46 @@ test_managed_service_no_longer_configured_is_drained_then_deleted(void **state)
 	plan_free(&f.plan);
 }
 
+/* Kernel dumps come in the kernel's hash order, not ours: matching must not care. */
+static void
+test_large_tables_in_different_orders_match(void **state)
+{
+	enum { N = 10000 };
+	static struct plan_dest wd[N];
+	static struct ipvs_dest hd[N];
+	struct plan_service want;
+	struct plan_kernel_service have;
+	struct plan_vip vip = vip4(VIP);
+	struct plan plan;
+	char addr[32];
+
+	memset(&want, 0, sizeof(want));
+	memset(&have, 0, sizeof(have));
+	memset(&plan, 0, sizeof(plan));
+	for (int i = 0; i < N; i++) {
+		snprintf(addr, sizeof(addr), "10.%d.%d.%d", i / 65536, (i / 256) % 256, i % 256);
+		memset(&wd[i], 0, sizeof(wd[i]));
+		wd[i].dest = dest4(addr, 25, 1 + i % 7);
+		hd[N - 1 - i] = wd[i].dest;
+	}
+	want.svc = svc4(VIP, 25);
+	want.dests = wd;
+	want.ndests = N;
+	have.svc = want.svc;
+	have.dests = hd;
+	have.ndests = N;
+	assert_int_equal(plan_build(&plan, &want, 1, &have, 1, &vip, 1, 0), 0);
+	assert_int_equal(plan.nops, 0);
+	plan_free(&plan);
+
+	/* One weight off, one missing, one extra: exactly three operations. */
+	hd[17].weight += 1;
+	hd[N - 1] = dest4("192.168.0.1", 25, 1);
+	assert_int_equal(plan_build(&plan, &want, 1, &have, 1, &vip, 1, 0), 0);
+	assert_int_equal(plan.nops, 3);
+	plan_free(&plan);
+}
+
 int
 main(void)
 {
@@ -319,6 +360,7 @@ main(void)
 	    cmocka_unit_test(test_drained_destination_absent_from_kernel_stays_absent),
 	    cmocka_unit_test(test_unmanaged_service_is_left_alone),
 	    cmocka_unit_test(test_managed_service_no_longer_configured_is_drained_then_deleted),
+	    cmocka_unit_test(test_large_tables_in_different_orders_match),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
