@@ -6,6 +6,8 @@
 #                        short fuzz runs, kernel-IPVS system tests in user-mode Linux
 #   make install         DESTDIR=... PREFIX=... (default PREFIX=/usr/local)
 #   make bench-map       1,000,000-user map benchmark (not a test)
+#   make bench-director  IPVS programming and check CPU in user-mode Linux (not a test)
+#   make record-ipvs-fixtures  re-record the kernel replies the unit tests decode
 #   make clean
 #
 # Each program folder has a module.mk that adds to PROGRAMS and names its sources;
