@@ -560,9 +560,9 @@ batch_queue(struct ipvs_batch *b, const struct ipvs_req *req, struct ipvs_error 
 	return (int)b->n++;
 }
 
-static int
-batch_queue_svc(struct ipvs_batch *b, enum ipvs_op o, const struct ipvs_service *svc,
-                const struct ipvs_dest *dest, struct ipvs_error *err)
+/* A service or destination request, for the batch and the single-call forms alike. */
+static struct ipvs_req
+req_svc(enum ipvs_op o, const struct ipvs_service *svc, const struct ipvs_dest *dest)
 {
 	struct ipvs_req req;
 
@@ -571,6 +571,15 @@ batch_queue_svc(struct ipvs_batch *b, enum ipvs_op o, const struct ipvs_service 
 	req.svc = *svc;
 	if (dest != NULL)
 		req.dest = *dest;
+	return req;
+}
+
+static int
+batch_queue_svc(struct ipvs_batch *b, enum ipvs_op o, const struct ipvs_service *svc,
+                const struct ipvs_dest *dest, struct ipvs_error *err)
+{
+	struct ipvs_req req = req_svc(o, svc, dest);
+
 	return batch_queue(b, &req, err);
 }
 
@@ -859,13 +868,8 @@ static int
 single_svc(struct ipvs *h, enum ipvs_op o, const struct ipvs_service *svc,
            const struct ipvs_dest *dest, struct ipvs_error *err)
 {
-	struct ipvs_req req;
+	struct ipvs_req req = req_svc(o, svc, dest);
 
-	memset(&req, 0, sizeof(req));
-	req.op = o;
-	req.svc = *svc;
-	if (dest != NULL)
-		req.dest = *dest;
 	return single(h, &req, err);
 }
 
