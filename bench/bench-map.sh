@@ -36,7 +36,7 @@ echo "source: $users users, $(wc -c <"$tmp/bench.map") bytes"
 start=$(date +%s.%N)
 "$bindir/mailplex-map" compile "$tmp/bench.map" "$tmp/map.db"
 end=$(date +%s.%N)
-echo "compile: $(echo "$end - $start" | bc) s (wall, including parse)"
+echo "compile: $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s (wall, including parse)"
 echo "db size: $(stat -c %s "$tmp/map.db") bytes"
 if [ -x /usr/bin/time ]; then
 	/usr/bin/time -f "compile peak RSS: %M kB" "$bindir/mailplex-map" compile "$tmp/bench.map" "$tmp/map.db" >/dev/null
