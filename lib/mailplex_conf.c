@@ -202,6 +202,49 @@ static const struct conf_key mailplex_director_keys[] = {
     {.name = NULL},
 };
 
+#define PROXY_KEY(n, t, field)                                                                     \
+	.name = n, .type = t, .offset = offsetof(struct mailplex_conf_proxy, field)
+
+static const struct conf_key mailplex_proxy_keys[] = {
+    {PROXY_KEY("imap", CONF_T_STRLIST, imap), .max = 16},
+    {PROXY_KEY("imaps", CONF_T_STRLIST, imaps), .max = 16},
+    {PROXY_KEY("pop3", CONF_T_STRLIST, pop3), .max = 16},
+    {PROXY_KEY("pop3s", CONF_T_STRLIST, pop3s), .max = 16},
+    {PROXY_KEY("workers", CONF_T_INT, workers), .def = "0", .min = 0, .max = 256},
+    {PROXY_KEY("tls_cert", CONF_T_STRING, tls_cert), .min = 1, .max = 1024},
+    {PROXY_KEY("tls_key", CONF_T_STRING, tls_key), .min = 1, .max = 1024},
+    {PROXY_KEY("tls_ciphers", CONF_T_STRING, tls_ciphers), .min = 1, .max = 1024},
+    {PROXY_KEY("allow_plaintext_login", CONF_T_BOOL, allow_plaintext_login), .def = "false"},
+    {PROXY_KEY("control", CONF_T_STRING, control), .def = MAILPLEX_RUNDIR "/proxy.sock", .min = 1,
+     .max = 107}, /* sun_path */
+    {PROXY_KEY("line_max", CONF_T_SIZE, line_max), .def = "8k", .min = 512, .max = 65536},
+    {PROXY_KEY("literal_max", CONF_T_SIZE, literal_max), .def = "4k", .min = 256, .max = 65536},
+    {PROXY_KEY("prelogin_timeout", CONF_T_DURATION, prelogin_timeout_ms), .def = "60s", .min = 1000,
+     .max = 3600 * 1000},
+    {PROXY_KEY("idle_timeout", CONF_T_DURATION, idle_timeout_ms), .def = "31m",
+     .min = 30 * 60 * 1000, /* RFC 2177: IDLE clients re-issue every 29 minutes */
+     .max = 7 * 86400 * 1000ULL},
+    {PROXY_KEY("login_failures_max", CONF_T_INT, login_failures_max), .def = "3", .min = 1,
+     .max = 100},
+    {PROXY_KEY("login_failure_delay", CONF_T_DURATION, login_failure_delay_ms), .def = "1s",
+     .min = 0, .max = 60 * 1000},
+    {PROXY_KEY("max_connections", CONF_T_INT, max_connections), .def = "20000", .min = 1,
+     .max = 1000000},
+    {PROXY_KEY("max_connections_per_ip", CONF_T_INT, max_connections_per_ip), .def = "100",
+     .min = 1, .max = 1000000},
+    {PROXY_KEY("backend_connect_timeout", CONF_T_DURATION, backend_connect_timeout_ms), .def = "5s",
+     .min = 100, .max = 600 * 1000},
+    {PROXY_KEY("backend_login_timeout", CONF_T_DURATION, backend_login_timeout_ms), .def = "30s",
+     .min = 100, .max = 600 * 1000},
+    {PROXY_KEY("backend_down", CONF_T_DURATION, backend_down_ms), .def = "2s", .min = 0,
+     .max = 3600 * 1000},
+    {PROXY_KEY("backend_down_max", CONF_T_DURATION, backend_down_max_ms), .def = "60s", .min = 0,
+     .max = 3600 * 1000},
+    {PROXY_KEY("backend_tls_verify", CONF_T_BOOL, backend_tls_verify), .def = "true"},
+    {PROXY_KEY("backend_ca_file", CONF_T_STRING, backend_ca_file), .min = 1, .max = 1024},
+    {.name = NULL},
+};
+
 static const struct conf_key mailplex_keys[] = {
     {.name = "log_level",
      .type = CONF_T_ENUM,
@@ -222,6 +265,10 @@ static const struct conf_key mailplex_keys[] = {
      .type = CONF_T_GROUP,
      .offset = offsetof(struct mailplex_conf, director),
      .sub = mailplex_director_keys},
+    {.name = "proxy",
+     .type = CONF_T_GROUP,
+     .offset = offsetof(struct mailplex_conf, proxy),
+     .sub = mailplex_proxy_keys},
     {.name = NULL},
 };
 

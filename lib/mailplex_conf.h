@@ -77,11 +77,40 @@ struct mailplex_conf_director {
 	struct conf_list relays;   /* struct mailplex_conf_relay */
 };
 
+/* mailplex-proxy: the POP3/IMAP4 proxy on every relay node. */
+struct mailplex_conf_proxy {
+	struct conf_strlist imap;  /* "host:port" listeners, IMAP with STARTTLS */
+	struct conf_strlist imaps; /* implicit TLS */
+	struct conf_strlist pop3;  /* POP3 with STLS */
+	struct conf_strlist pop3s;
+	int64_t workers; /* 0: one per online CPU */
+	char *tls_cert;  /* PEM chain; NULL: no STARTTLS/STLS and no imaps/pop3s */
+	char *tls_key;
+	char *tls_ciphers;         /* TLS 1.2 cipher list; NULL: OpenSSL's default */
+	int allow_plaintext_login; /* LOGIN/USER/AUTH before TLS */
+	char *control;             /* control socket path */
+	uint64_t line_max;         /* longest pre-login command line */
+	uint64_t literal_max;      /* largest IMAP literal before login */
+	uint64_t prelogin_timeout_ms;
+	uint64_t idle_timeout_ms;        /* after login: >= 30 min for IMAP IDLE (RFC 2177) */
+	int64_t login_failures_max;      /* per connection; the connection closes after that */
+	uint64_t login_failure_delay_ms; /* doubles with each failure */
+	int64_t max_connections;         /* per worker process */
+	int64_t max_connections_per_ip;  /* per worker process */
+	uint64_t backend_connect_timeout_ms;
+	uint64_t backend_login_timeout_ms;
+	uint64_t backend_down_ms;     /* first down time after a failed connect; doubles */
+	uint64_t backend_down_max_ms; /* ceiling of the down time */
+	int backend_tls_verify;       /* verify back-end certificates (tls=on|implicit) */
+	char *backend_ca_file;        /* NULL: the system's trust store */
+};
+
 struct mailplex_conf {
 	int log_level; /* enum log_level */
 	char *user;    /* unprivileged user daemons drop to */
 	struct mailplex_conf_map map;
 	struct mailplex_conf_director director;
+	struct mailplex_conf_proxy proxy;
 };
 
 extern const struct conf_schema mailplex_conf_schema;

@@ -539,6 +539,62 @@ test_director_refuses_a_relay_address_that_is_not_an_ip(void **state)
 }
 
 static void
+test_proxy_section_defaults_are_safe(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string("", "p.conf", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.proxy.imap.n, 0);
+	assert_int_equal(c.proxy.workers, 0);
+	assert_int_equal(c.proxy.allow_plaintext_login, 0);
+	assert_null(c.proxy.tls_cert);
+	/* IMAP IDLE (RFC 2177): a logged-in client may stay silent for 29 minutes. */
+	assert_true(c.proxy.idle_timeout_ms >= 30 * 60 * 1000);
+	assert_int_equal(c.proxy.literal_max, 4096);
+	assert_int_equal(c.proxy.backend_tls_verify, 1);
+	assert_string_equal(c.proxy.control, MAILPLEX_RUNDIR "/proxy.sock");
+	mailplex_conf_free(&c);
+}
+
+static void
+test_proxy_section_fills_listeners_and_limits(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(
+	    mailplex_conf_load_string("proxy = {\n imap = [\"127.0.0.1:143\", \"[::1]:143\"];\n"
+	                              " pop3s = [\"*:995\"]; workers = 4;\n"
+	                              " allow_plaintext_login = true; line_max = \"16k\";\n"
+	                              " prelogin_timeout = \"10s\"; max_connections_per_ip = 7;\n"
+	                              "};\n",
+	                              "p.conf", &c, err, sizeof(err)),
+	    0);
+	assert_int_equal(c.proxy.imap.n, 2);
+	assert_string_equal(c.proxy.imap.v[1], "[::1]:143");
+	assert_int_equal(c.proxy.pop3s.n, 1);
+	assert_int_equal(c.proxy.workers, 4);
+	assert_int_equal(c.proxy.allow_plaintext_login, 1);
+	assert_int_equal(c.proxy.line_max, 16384);
+	assert_int_equal(c.proxy.prelogin_timeout_ms, 10000);
+	assert_int_equal(c.proxy.max_connections_per_ip, 7);
+	mailplex_conf_free(&c);
+}
+
+static void
+test_proxy_refuses_an_idle_timeout_shorter_than_imap_idle(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string("proxy = { idle_timeout = \"5m\"; };\n",
+	                                           "p.conf", &c, err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "proxy.idle_timeout"));
+}
+
+static void
 test_mailplex_conf_rejects_unknown_log_level(void **state)
 {
 	struct mailplex_conf c;
@@ -591,6 +647,9 @@ main(void)
 	    cmocka_unit_test(test_director_section_fills_services_checks_and_relays),
 	    cmocka_unit_test(test_director_refuses_a_vip_that_is_not_an_ip_address),
 	    cmocka_unit_test(test_director_refuses_a_relay_address_that_is_not_an_ip),
+	    cmocka_unit_test(test_proxy_section_defaults_are_safe),
+	    cmocka_unit_test(test_proxy_section_fills_listeners_and_limits),
+	    cmocka_unit_test(test_proxy_refuses_an_idle_timeout_shorter_than_imap_idle),
 	    cmocka_unit_test(test_shipped_example_config_loads),
 	};
 
