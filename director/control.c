@@ -27,6 +27,7 @@ static const struct director_cmd_def director_cmds[] = {
     {"status", DIRECTOR_CMD_STATUS, 0, 0, "status"},
     {"drain", DIRECTOR_CMD_DRAIN, 1, 2, "drain RELAY [SERVICE]"},
     {"undrain", DIRECTOR_CMD_UNDRAIN, 1, 2, "undrain RELAY [SERVICE]"},
+    {"health", DIRECTOR_CMD_HEALTH, 0, 0, "health"},
 };
 
 int
@@ -243,6 +244,35 @@ status_unlisted_rows(struct director *d, struct status_table *t, size_t s,
 	}
 }
 
+/* keepalived's states from the notify FIFO and the sync daemons of the last pass. */
+static void
+status_cluster(struct director *d, struct control_reply *r)
+{
+	char dur[32];
+
+	if (d->conf.director.vrrp.interface == NULL)
+		control_reply_printf(r, "vrrp: not configured\n");
+	else if (d->vrrp.ninstances == 0)
+		control_reply_printf(r, "vrrp: no state from keepalived yet (%s)\n",
+		                     d->conf.director.vrrp.fifo);
+	for (size_t i = 0; i < d->vrrp.ninstances; i++) {
+		const struct vrrp_instance *in = &d->vrrp.instances[i];
+
+		status_duration(dur, sizeof(dur), ev_now_ms(d->loop) - in->since_ms);
+		control_reply_printf(r, "vrrp: %s %s %s, priority %d, for %s\n",
+		                     strcmp(in->kind, "GROUP") == 0 ? "group" : "instance", in->name,
+		                     vrrp_state_name(in->state), in->priority, dur);
+	}
+	if (d->sync_error[0] != '\0')
+		control_reply_printf(r, "sync: %s\n", d->sync_error);
+	else if (d->nsync == 0)
+		control_reply_printf(r, "sync: no daemon running\n");
+	for (size_t i = 0; i < d->nsync; i++)
+		control_reply_printf(r, "sync: %s daemon, syncid %u on %s\n",
+		                     d->sync[i].state == IPVS_DAEMON_MASTER ? "master" : "backup",
+		                     d->sync[i].syncid, d->sync[i].mcast_ifname);
+}
+
 void
 director_status(struct director *d, struct control_reply *r)
 {
@@ -267,6 +297,7 @@ director_status(struct director *d, struct control_reply *r)
 			control_reply_printf(r, "last pass: %s ago, %zu changes, %zu failed\n", dur,
 			                     d->last_ops, d->last_failed);
 	}
+	status_cluster(d, r);
 	for (size_t s = 0; s < d->state.nservices; s++) {
 		const struct mailplex_conf_service *svc = &svcs[s];
 		struct status_table t = {.ncols = ARRAY_LEN(head)};
@@ -356,6 +387,13 @@ director_control_handle(const struct control_request *req, struct control_reply 
 	case DIRECTOR_CMD_DRAIN:
 	case DIRECTOR_CMD_UNDRAIN:
 		director_drain_cmd(d, &cmd, reply);
+		break;
+	case DIRECTOR_CMD_HEALTH:
+		if (!director_healthy(d))
+			control_reply_error(reply, "unhealthy: %s",
+			                    d->last_pass_ms == 0 ? "no pass yet" : d->last_error);
+		else
+			control_reply_printf(reply, "healthy\n");
 		break;
 	}
 }

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <openssl/ssl.h>
 
@@ -49,6 +50,40 @@ struct director_state {
 	SSL_CTX **tls; /* per service, checks.c: NULL where the check has no TLS */
 };
 
+/* ---- keepalived's view, from its notify FIFO (vrrp.c) ---- */
+
+#define VRRP_INSTANCES_MAX 16
+#define VRRP_NAME_MAX      64
+#define VRRP_LINE_MAX      256
+
+enum vrrp_state { VRRP_UNKNOWN, VRRP_BACKUP, VRRP_MASTER, VRRP_FAULT, VRRP_STOP };
+
+struct vrrp_event {
+	char kind[12]; /* "INSTANCE" or "GROUP" */
+	char name[VRRP_NAME_MAX];
+	enum vrrp_state state;
+	int priority; /* -1: not given */
+};
+
+struct vrrp_instance {
+	char kind[12];
+	char name[VRRP_NAME_MAX];
+	enum vrrp_state state;
+	int priority;
+	uint64_t since_ms; /* loop time of the last change */
+	uint64_t changes;  /* lines seen for it */
+};
+
+struct vrrp_fifo {
+	int fd; /* -1: not open */
+	char path[1025];
+	char buf[VRRP_LINE_MAX];
+	size_t len;
+	int overlong; /* the current line is being dropped */
+	struct vrrp_instance instances[VRRP_INSTANCES_MAX];
+	size_t ninstances;
+};
+
 struct director {
 	struct ev_loop *loop;
 	const char *conf_path;
@@ -68,6 +103,11 @@ struct director {
 	size_t last_ops;
 	size_t last_failed;
 	char last_error[IPVS_ERROR_MAX]; /* why the last pass could not run; "" if it ran */
+	struct vrrp_fifo vrrp;
+	/* Sync daemons the kernel runs, from the last pass (reconcile_sync). */
+	struct ipvs_daemon sync[2];
+	size_t nsync;
+	char sync_error[IPVS_ERROR_MAX]; /* "" if the last check of them went through */
 };
 
 /* ---- state.c ---- */
@@ -112,6 +152,10 @@ void reconcile_soon(struct director *d);
 /* Dump only (no change): at start and for status. 0, or -1 with d->last_error. */
 int reconcile_dump(struct director *d);
 void reconcile_kernel_free(struct director *d);
+/* Starts the configured sync daemons the kernel lacks; never stops one. */
+void reconcile_sync(struct director *d);
+/* The health keepalived tracks: 1 when a pass ran and its dump and plan went through. */
+int director_healthy(const struct director *d);
 
 /* ---- checks.c ---- */
 
@@ -130,12 +174,31 @@ size_t sysctl_check(const char *proc_root, const struct mailplex_conf_director *
 /* Sets the IPVS tcp/tcpfin timeouts from the config; logs old -> new. 0, or -1. */
 int sysctl_timeouts_apply(struct director *d);
 
+/* ---- vrrp.c ---- */
+
+const char *vrrp_state_name(enum vrrp_state s);
+/*
+ * Writes the keepalived.conf for conf to out; exe and conf_path (absolute) make the
+ * track_script's command. 0, or -1 with err (no VRRP interface, no VIP, a path keepalived
+ * cannot quote).
+ */
+int vrrp_keepalived_conf(FILE *out, const struct mailplex_conf_director *conf, const char *exe,
+                         const char *conf_path, char *err, size_t errlen);
+/* One notify line without its newline; 0, or -1 if it is not an instance/group state. */
+int vrrp_line_parse(const char *line, size_t len, struct vrrp_event *ev);
+/* Bytes as read from the FIFO: complete lines update f->instances and log changes. */
+void vrrp_fifo_feed(struct vrrp_fifo *f, const char *data, size_t n, uint64_t now_ms);
+/* Creates (mkfifo) and watches the FIFO when VRRP is configured. 0, or -1 with err. */
+int vrrp_fifo_open(struct director *d, char *err, size_t errlen);
+void vrrp_fifo_close(struct director *d);
+
 /* ---- control.c ---- */
 
 enum director_cmd_type {
 	DIRECTOR_CMD_STATUS,
 	DIRECTOR_CMD_DRAIN,
 	DIRECTOR_CMD_UNDRAIN,
+	DIRECTOR_CMD_HEALTH,
 };
 
 struct director_cmd {

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,7 +22,9 @@
 
 static void __attribute__((noreturn)) director_usage(void)
 {
-	fprintf(stderr, "usage: mailplex-director [-dn] [-f CONFIG]\n");
+	fprintf(stderr, "usage: mailplex-director [-dn] [-f CONFIG]\n"
+	                "       mailplex-director --keepalived-conf [-f CONFIG]\n"
+	                "       mailplex-director --health [-f CONFIG]\n");
 	exit(1);
 }
 
@@ -39,6 +42,46 @@ director_conf_load(const char *path, struct mailplex_conf *conf, char *err, size
 		return -1;
 	}
 	return 0;
+}
+
+/* Prints the keepalived.conf; its track_script runs this binary with --health. */
+static int
+director_print_keepalived(const struct director *d)
+{
+	char exe[PATH_MAX], conf[PATH_MAX], err[DIRECTOR_ERR_MAX];
+
+	if (realpath("/proc/self/exe", exe) == NULL || realpath(d->conf_path, conf) == NULL) {
+		fprintf(stderr, "mailplex-director: %s\n", strerror(errno));
+		return 1;
+	}
+	if (vrrp_keepalived_conf(stdout, &d->conf.director, exe, conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "mailplex-director: %s: %s\n", d->conf_path, err);
+		return 1;
+	}
+	return 0;
+}
+
+/* keepalived's track_script: 0 when the running director says it is healthy, else 1. */
+static int
+director_health(const struct director *d)
+{
+	const char *message, *body;
+	char err[CONTROL_ERR_MAX], *reply;
+	size_t replylen, messagelen;
+	int ok = 0;
+
+	if (control_client_request(d->conf.director.control, "health", 1000, &reply, &replylen,
+	                           err, sizeof(err)) == -1) {
+		fprintf(stderr, "mailplex-director: health: %s: %s\n", d->conf.director.control,
+		        err);
+		return 1;
+	}
+	if (control_reply_parse(reply, &ok, &message, &messagelen, &body) == -1)
+		ok = 0;
+	else if (!ok)
+		fprintf(stderr, "mailplex-director: health: %.*s\n", (int)messagelen, message);
+	free(reply);
+	return ok ? 0 : 1;
 }
 
 static void
@@ -106,6 +149,9 @@ director_reload(struct director *d)
 	if (strcmp(nc.director.control, d->conf.director.control) != 0)
 		log_warnx("reload: the control socket stays %s until a restart",
 		          d->conf.director.control);
+	if ((nc.director.vrrp.interface == NULL) != (d->conf.director.vrrp.interface == NULL) ||
+	    strcmp(nc.director.vrrp.fifo, d->conf.director.vrrp.fifo) != 0)
+		log_warnx("reload: the vrrp notify FIFO stays as it was until a restart");
 	checks_stop(&d->state);
 	state_free(&d->state);
 	mailplex_conf_free(&d->conf);
@@ -168,6 +214,8 @@ director_start(struct director *d, char *err, size_t errlen)
 	state_health_from_kernel(&d->state);
 	if (checks_start(d, &d->state, err, errlen) == -1)
 		return -1;
+	if (vrrp_fifo_open(d, err, errlen) == -1)
+		return -1;
 	d->control = control_server_new(d->loop, d->conf.director.control, director_control_handle,
 	                                d, err, errlen);
 	if (d->control == NULL)
@@ -180,6 +228,7 @@ static void
 director_stop(struct director *d)
 {
 	control_server_free(d->control);
+	vrrp_fifo_close(d);
 	if (d->state.members != NULL)
 		checks_stop(&d->state);
 	state_free(&d->state);
@@ -199,13 +248,23 @@ main(int argc, char **argv)
 	struct director d;
 	struct ipvs_error ierr;
 	char err[DIRECTOR_ERR_MAX];
-	int ch, foreground = 0, check_only = 0, rc = 0;
+	int ch, foreground = 0, check_only = 0, rc = 0, mode = 0;
+	static const struct option longopts[] = {
+	    {"keepalived-conf", no_argument, NULL, 'K'},
+	    {"health", no_argument, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
+	};
 
 	memset(&d, 0, sizeof(d));
+	d.vrrp.fd = -1;
 	d.conf_path = MAILPLEX_CONF_PATH;
 	d.proc_root = "/proc";
-	while ((ch = getopt(argc, argv, "df:n")) != -1) {
+	while ((ch = getopt_long(argc, argv, "df:n", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'K':
+		case 'H':
+			mode = ch;
+			break;
 		case 'd':
 			foreground = 1;
 			break;
@@ -225,6 +284,11 @@ main(int argc, char **argv)
 	if (director_conf_load(d.conf_path, &d.conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
+	}
+	if (mode != 0) {
+		rc = mode == 'K' ? director_print_keepalived(&d) : director_health(&d);
+		mailplex_conf_free(&d.conf);
+		return rc;
 	}
 	if (check_only) {
 		printf("%s: configuration OK (%zu services, %zu relays)\n", d.conf_path,

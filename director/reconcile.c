@@ -210,6 +210,81 @@ reconcile_soon(struct director *d)
 }
 
 int
+director_healthy(const struct director *d)
+{
+	return d->last_pass_ms != 0 && d->last_error[0] == '\0';
+}
+
+/* The two daemons the config asks for: [0] master, [1] backup. */
+static void
+reconcile_sync_want(const struct mailplex_conf_sync *c, struct ipvs_daemon want[2])
+{
+	memset(want, 0, 2 * sizeof(*want));
+	want[0].state = IPVS_DAEMON_MASTER;
+	want[0].syncid = (uint32_t)c->syncid;
+	want[1].state = IPVS_DAEMON_BACKUP;
+	want[1].syncid = (uint32_t)c->peer_syncid;
+	for (int i = 0; i < 2; i++)
+		(void)str_copy(want[i].mcast_ifname, sizeof(want[i].mcast_ifname), c->interface);
+}
+
+void
+reconcile_sync(struct director *d)
+{
+	const struct mailplex_conf_sync *c = &d->conf.director.sync;
+	struct ipvs_daemon want[2], *have = NULL;
+	struct ipvs_error err;
+	size_t n = 0;
+
+	d->sync_error[0] = '\0';
+	if (ipvs_daemon_dump(d->ipvs, &have, &n, &err) == -1) {
+		(void)str_copy(d->sync_error, sizeof(d->sync_error), err.msg);
+		log_warnx("sync: cannot read the sync daemons: %s", err.msg);
+		return;
+	}
+	if (c->interface != NULL) {
+		reconcile_sync_want(c, want);
+		for (int i = 0; i < 2; i++) {
+			const struct ipvs_daemon *k = NULL;
+			const char *role = i == 0 ? "master" : "backup";
+
+			for (size_t j = 0; j < n && k == NULL; j++)
+				if (have[j].state == want[i].state)
+					k = &have[j];
+			if (k != NULL && k->syncid == want[i].syncid &&
+			    strcmp(k->mcast_ifname, want[i].mcast_ifname) == 0)
+				continue;
+			/* A daemon with other settings is replaced: the config says what runs. */
+			if (k != NULL && ipvs_daemon_del(d->ipvs, &want[i], &err) == -1) {
+				log_warnx("sync: stop %s daemon (syncid %u on %s): %s", role, k->syncid,
+				          k->mcast_ifname, err.msg);
+				(void)str_copy(d->sync_error, sizeof(d->sync_error), err.msg);
+				continue;
+			}
+			if (ipvs_daemon_add(d->ipvs, &want[i], &err) == -1) {
+				log_warnx("sync: start %s daemon (syncid %u on %s): failed: %s", role,
+				          want[i].syncid, want[i].mcast_ifname, err.msg);
+				(void)str_copy(d->sync_error, sizeof(d->sync_error), err.msg);
+			} else {
+				log_info("sync: start %s daemon (syncid %u on %s): ok", role,
+				         want[i].syncid, want[i].mcast_ifname);
+			}
+		}
+		free(have);
+		have = NULL;
+		n = 0;
+		if (ipvs_daemon_dump(d->ipvs, &have, &n, &err) == -1) {
+			(void)str_copy(d->sync_error, sizeof(d->sync_error), err.msg);
+			return;
+		}
+	}
+	d->nsync = 0;
+	for (size_t j = 0; j < n && d->nsync < ARRAY_LEN(d->sync); j++)
+		d->sync[d->nsync++] = have[j];
+	free(have);
+}
+
+int
 reconcile_run(struct director *d)
 {
 	struct plan p;
@@ -224,6 +299,7 @@ reconcile_run(struct director *d)
 		log_warnx("reconcile: cannot read the IPVS table: %s", d->last_error);
 		return -1;
 	}
+	reconcile_sync(d);
 	state_build(&d->state, ev_now_ms(d->loop));
 	memset(&p, 0, sizeof(p));
 	if (plan_build(&p, d->state.want, d->state.nservices, d->kernel, d->nkernel, d->state.vips,

@@ -67,8 +67,27 @@ struct mailplex_conf_relay {
 	int64_t weight;
 };
 
+/* keepalived VRRPv3 for the VIPs (mailplex-director --keepalived-conf). */
+struct mailplex_conf_vrrp {
+	char *interface;    /* NULL: no VRRP configured */
+	int64_t router_id;  /* virtual_router_id, shared by both directors */
+	int64_t priority;   /* the higher one is master */
+	uint64_t advert_ms; /* VRRPv3: centiseconds, 10 ms .. 40.95 s */
+	int preempt;        /* a returning higher priority takes the VIPs back */
+	char *fifo;         /* vrrp_notify_fifo the director reads */
+};
+
+/* IPVS connection sync: a master and a backup daemon on every director. */
+struct mailplex_conf_sync {
+	char *interface;     /* NULL: the director runs no sync daemons */
+	int64_t syncid;      /* this director's master daemon */
+	int64_t peer_syncid; /* the peer's master, followed by our backup; 0: any */
+};
+
 struct mailplex_conf_director {
 	char *control;                /* control socket path */
+	struct mailplex_conf_vrrp vrrp;
+	struct mailplex_conf_sync sync;
 	uint64_t reconcile_ms;        /* full kernel-table comparison at least this often */
 	uint64_t drain_timeout_ms;    /* a drained relay is deleted after this at the latest */
 	uint64_t ipvs_tcp_timeout_ms; /* IMAP IDLE: RFC 2177 clients stay silent 29 min */

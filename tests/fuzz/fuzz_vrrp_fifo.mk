@@ -1,0 +1,1 @@
+fuzz_vrrp_fifo_SRCS := director/vrrp.c
