@@ -9,7 +9,7 @@ NOINST_PROGRAMS += director_bench
 director_bench_SRCS := bench/director_bench.c director/plan.c director/ipvs.c director/ipvs_msg.c
 director_bench_LIBS := $(NL_LIBS)
 
-SYSTEM_SCENARIOS ?= ipvs-client director director-dr
+SYSTEM_SCENARIOS ?= ipvs-client director director-dr vrrp
 # One boot runs them all: the in-guest watchdog and the host bound grow with the list.
 SYSTEM_BUDGET_S ?= 200
 SYSTEM_TIMEOUT_S ?= 230
