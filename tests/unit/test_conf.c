@@ -508,6 +508,50 @@ test_director_section_fills_services_checks_and_relays(void **state)
 }
 
 static void
+test_director_vrrp_and_sync_groups(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string("director = {};\n", "d.conf", &c, err, sizeof(err)),
+	                 0);
+	assert_null(c.director.vrrp.interface);
+	assert_null(c.director.sync.interface);
+	assert_int_equal(c.director.vrrp.router_id, 51);
+	assert_int_equal(c.director.vrrp.priority, 100);
+	assert_int_equal(c.director.vrrp.advert_ms, 1000);
+	assert_int_equal(c.director.vrrp.preempt, 1);
+	assert_string_equal(c.director.vrrp.fifo, MAILPLEX_RUNDIR "/vrrp.fifo");
+	assert_int_equal(c.director.sync.syncid, 51);
+	assert_int_equal(c.director.sync.peer_syncid, 0);
+	mailplex_conf_free(&c);
+	assert_int_equal(mailplex_conf_load_string(
+	                     "director = { vrrp = { interface = \"eth1\"; router_id = 7; priority = 150;\n"
+	                     "advert_interval = \"100ms\"; preempt = false; fifo = \"/x/f\"; };\n"
+	                     "sync = { interface = \"eth1\"; syncid = 1; peer_syncid = 2; }; };\n",
+	                     "d.conf", &c, err, sizeof(err)),
+	                 0);
+	assert_string_equal(c.director.vrrp.interface, "eth1");
+	assert_int_equal(c.director.vrrp.router_id, 7);
+	assert_int_equal(c.director.vrrp.priority, 150);
+	assert_int_equal(c.director.vrrp.advert_ms, 100);
+	assert_int_equal(c.director.vrrp.preempt, 0);
+	assert_string_equal(c.director.vrrp.fifo, "/x/f");
+	assert_int_equal(c.director.sync.syncid, 1);
+	assert_int_equal(c.director.sync.peer_syncid, 2);
+	mailplex_conf_free(&c);
+	assert_int_equal(mailplex_conf_load_string("director = { vrrp = { priority = 255; }; };\n",
+	                                           "d.conf", &c, err, sizeof(err)),
+	                 -1);
+	assert_int_equal(mailplex_conf_load_string("director = { vrrp = { advert_interval = \"5ms\"; }; };\n",
+	                                           "d.conf", &c, err, sizeof(err)),
+	                 -1);
+	assert_int_equal(mailplex_conf_load_string("director = { sync = { syncid = 0; }; };\n",
+	                                           "d.conf", &c, err, sizeof(err)),
+	                 -1);
+}
+
+static void
 test_director_refuses_a_vip_that_is_not_an_ip_address(void **state)
 {
 	struct mailplex_conf c;
@@ -645,6 +689,7 @@ main(void)
 	    cmocka_unit_test(test_mailplex_conf_defaults),
 	    cmocka_unit_test(test_mailplex_conf_rejects_unknown_log_level),
 	    cmocka_unit_test(test_director_section_fills_services_checks_and_relays),
+	    cmocka_unit_test(test_director_vrrp_and_sync_groups),
 	    cmocka_unit_test(test_director_refuses_a_vip_that_is_not_an_ip_address),
 	    cmocka_unit_test(test_director_refuses_a_relay_address_that_is_not_an_ip),
 	    cmocka_unit_test(test_proxy_section_defaults_are_safe),
