@@ -1,0 +1,195 @@
+/*
+ * mailplex-proxy's shared types: the per-worker context, one client session with its
+ * back-end connection, and the entry points between the proxy's files. Internal to
+ * relay/proxy_*.c; nothing outside the proxy includes it.
+ */
+#ifndef MAILPLEX_PROXY_H
+#define MAILPLEX_PROXY_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "event.h"
+#include "imap_cmd.h"
+#include "linebuf.h"
+#include "mailplex_conf.h"
+#include "map.h"
+#include "pop3_cmd.h"
+#include "sock.h"
+
+#define PROXY_PIPE_BUF_BYTES    16384 /* per direction, allocated while bytes are in flight */
+#define PROXY_SPLICE_BYTES      65536 /* one splice() call; a pipe's default capacity */
+#define PROXY_BE_LINE_MAX       65536 /* back-end greeting and login reply lines */
+#define PROXY_CLIENT_OUT_MAX    65536 /* pre-login replies queued before we stop reading */
+#define PROXY_FAIL_DELAY_MAX_MS 30000 /* ceiling of the doubled login-failure delay */
+#define PROXY_IP_BUCKETS        4096
+
+enum proxy_proto {
+	PROXY_IMAP,
+	PROXY_POP3,
+};
+
+struct proxy_listener {
+	int fd;
+	enum proxy_proto proto;
+	int implicit_tls;
+	char addr[SOCK_ADDR_STRLEN];
+};
+
+/* A back end's recent connect failures, so that logins fail fast while it is down. */
+struct proxy_be_health {
+	char name[MAP_NAME_MAX + 1];
+	unsigned fails;
+	uint64_t down_until_ms;
+	struct proxy_be_health *next;
+};
+
+/* Connections per client address (per worker). */
+struct proxy_ip_count {
+	struct sockaddr_storage addr; /* port zeroed */
+	unsigned n;
+	struct proxy_ip_count *next;
+};
+
+struct proxy_session;
+
+/* One per worker process. */
+struct proxy_ctx {
+	struct ev_loop *loop;
+	const struct mailplex_conf *conf;
+	struct map *map;
+	SSL_CTX *tls_server; /* NULL: no STARTTLS/STLS, no imaps/pop3s */
+	SSL_CTX *tls_client; /* toward back ends with tls=on|implicit */
+	struct proxy_listener *listeners;
+	size_t nlisteners;
+	int accept_paused;
+	struct ev_timer accept_timer;
+	uint64_t next_id;
+	unsigned nsessions;
+	struct proxy_session *sessions; /* every live session (status, kick) */
+	struct proxy_be_health *health;
+	struct proxy_ip_count *ips[PROXY_IP_BUCKETS];
+};
+
+/* Bytes queued toward one peer. */
+struct proxy_obuf {
+	char *data;
+	size_t off, len, cap;
+};
+
+/* One side of a session: a socket, its TLS session if any, what is queued toward it. */
+struct proxy_conn {
+	int fd;
+	SSL *ssl;
+	int events;  /* registered with the loop */
+	int rd_want; /* extra readiness the last TLS read asked for (EV_WRITE) */
+	int wr_want; /* extra readiness the last TLS write asked for (EV_READ) */
+	int eof;     /* the peer closed its sending side */
+	struct proxy_obuf out;
+	int pipefd[2];  /* splice pipe toward this side, -1 until used */
+	size_t inpipe;  /* bytes in pipefd waiting to be written to this side */
+	uint64_t bytes; /* bytes written to this side after login */
+};
+
+enum proxy_state {
+	PS_CLIENT_TLS,      /* implicit TLS handshake before the greeting */
+	PS_PRELOGIN,        /* reading commands */
+	PS_CLIENT_STARTTLS, /* STARTTLS/STLS answered; handshake once the answer is out */
+	PS_BE_CONNECT,
+	PS_BE_TLS, /* back-end handshake (implicit, or after STARTTLS) */
+	PS_BE_GREETING,
+	PS_BE_STARTTLS, /* waiting for the back end's STARTTLS/STLS answer */
+	PS_BE_LOGIN,    /* login command sent, waiting for its answer */
+	PS_FAIL_DELAY,  /* holding a failed login's answer */
+	PS_PIPE,        /* logged in: copying bytes */
+	PS_CLOSING,     /* flushing the last answer to the client */
+	PS_DEAD,
+};
+
+struct proxy_session {
+	struct proxy_ctx *ctx;
+	struct proxy_session *prev, *next;
+	uint64_t id;
+	enum proxy_state state;
+	enum proxy_proto proto;
+	const struct proxy_listener *listener;
+	char peer[SOCK_ADDR_STRLEN];
+	struct sockaddr_storage peer_ss;
+	uint64_t start_ms;
+	struct ev_timer timer;
+	const char *close_reason;
+
+	struct proxy_conn client;
+	struct proxy_conn be;
+
+	/* Pre-login only (freed at PS_PIPE). */
+	struct linebuf lb;    /* client lines */
+	struct linebuf be_lb; /* back-end lines during login */
+	struct imap_cmd *imap;
+	struct pop3_cmd *pop3;
+	int imap_st;              /* the IMAP parser's last status (enum imap_cmd_status) */
+	struct sasl_creds *creds; /* copied from the parser for the back-end login */
+	char tag[IMAP_TAG_MAX + 1];
+	int client_tls; /* TLS is up toward the client */
+	unsigned failures;
+	char *held_reply; /* PS_FAIL_DELAY: the answer to send when the delay ends */
+	int held_close;   /* close after the held answer */
+
+	/* The back end of the login in progress / the session. */
+	char user[SASL_USER_MAX + 1];
+	char be_name[MAP_NAME_MAX + 1];
+	char be_addr[SOCK_ADDR_STRLEN];
+	char be_host[MAP_HOST_MAX]; /* as the map names it: SNI and certificate check */
+	enum map_tls be_tls;
+	int be_literal_plus; /* the greeting advertised LITERAL+ */
+	int be_step;         /* position inside the login exchange */
+};
+
+/* proxy_session.c */
+void proxy_session_new(struct proxy_ctx *ctx, int fd, const struct proxy_listener *l,
+                       const struct sockaddr_storage *peer);
+void proxy_session_run(struct proxy_session *s);
+void proxy_session_set_state(struct proxy_session *s, enum proxy_state st);
+void proxy_session_close(struct proxy_session *s, const char *reason);
+void proxy_session_login_result(struct proxy_session *s, int ok, int auth_failure, const char *line,
+                                size_t len);
+void proxy_session_temp_fail(struct proxy_session *s, const char *why);
+const char *proxy_state_name(enum proxy_state st);
+
+/* proxy_backend.c */
+void proxy_backend_start(struct proxy_session *s, const struct map_endpoint *ep, const char *name,
+                         enum map_tls tls);
+int proxy_backend_step(struct proxy_session *s);
+void proxy_backend_timeout(struct proxy_session *s);
+int proxy_backend_is_down(struct proxy_ctx *ctx, const char *name);
+
+/* proxy_pipe.c: the I/O of one side, and the copy after login */
+void proxy_conn_init(struct proxy_conn *c);
+void proxy_conn_close(struct proxy_ctx *ctx, struct proxy_conn *c);
+int proxy_obuf_add(struct proxy_obuf *b, const void *data, size_t len);
+int proxy_obuf_vprintf(struct proxy_obuf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+int proxy_obuf_printf(struct proxy_obuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void proxy_obuf_free(struct proxy_obuf *b);
+/* Writes what is queued: 1 progress, 0 nothing possible now, -1 error. */
+int proxy_conn_flush(struct proxy_conn *c);
+/* Reads up to len bytes: > 0, 0 EOF, -1 error, -2 nothing now. */
+ssize_t proxy_conn_read(struct proxy_conn *c, void *buf, size_t len);
+/* One handshake step: 0 done, 1 in progress, -1 failed (err set). */
+int proxy_conn_handshake(struct proxy_conn *c, char *err, size_t errlen);
+/* Copies in both directions: 1 progress, 0 none, -1 error or both done (reason set). */
+int proxy_pipe_step(struct proxy_session *s, const char **reason);
+void proxy_pipe_events(struct proxy_session *s, int *cev, int *bev);
+
+/* proxy_listen.c */
+int proxy_ip_add(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
+void proxy_ip_del(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
+int proxy_listeners_start(struct proxy_ctx *ctx);
+void proxy_accept_resume(struct proxy_ctx *ctx);
+
+#endif

@@ -1,0 +1,414 @@
+/*
+ * mailplex-proxy's back-end side of a login: connect with a timeout, TLS (implicit or
+ * STARTTLS/STLS, discarding anything sent ahead of the STARTTLS answer), the greeting
+ * (PREAUTH refused), and the login with the client's credentials — IMAP LOGIN under the
+ * client's own tag with both credentials as literals, POP3 USER/PASS — plus the
+ * down-marking of back ends that fail to connect. Never logs a credential.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "tls.h"
+#include "util.h"
+
+#define BE_TAG "mpx0" /* our own tag, for STARTTLS only */
+
+enum be_login_step {
+	BE_IMAP_USER_CONT, /* synchronising literals: waiting for "+" before the user */
+	BE_IMAP_PASS_CONT, /* ... before the password */
+	BE_IMAP_TAGGED,    /* waiting for "TAG OK|NO|BAD" */
+	BE_POP3_USER,      /* waiting for USER's answer */
+	BE_POP3_PASS,      /* waiting for PASS's answer */
+};
+
+static struct proxy_be_health *
+health_get(struct proxy_ctx *ctx, const char *name, int create)
+{
+	struct proxy_be_health *h;
+
+	for (h = ctx->health; h != NULL; h = h->next)
+		if (strcmp(h->name, name) == 0)
+			return h;
+	if (!create || (h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
+	str_copy(h->name, sizeof(h->name), name);
+	h->next = ctx->health;
+	ctx->health = h;
+	return h;
+}
+
+int
+proxy_backend_is_down(struct proxy_ctx *ctx, const char *name)
+{
+	struct proxy_be_health *h = health_get(ctx, name, 0);
+
+	return h != NULL && ev_now_ms(ctx->loop) < h->down_until_ms;
+}
+
+static void
+health_fail(struct proxy_session *s)
+{
+	const struct mailplex_conf_proxy *pc = &s->ctx->conf->proxy;
+	struct proxy_be_health *h = health_get(s->ctx, s->be_name, 1);
+	uint64_t down;
+
+	if (h == NULL)
+		return;
+	h->fails++;
+	down = pc->backend_down_ms << (h->fails - 1 < 16 ? h->fails - 1 : 16);
+	if (down > pc->backend_down_max_ms)
+		down = pc->backend_down_max_ms;
+	h->down_until_ms = ev_now_ms(s->ctx->loop) + down;
+	if (down > 0)
+		log_warnx("backend %s (%s): marked down for %llums after %u failed connect(s)",
+		          s->be_name, s->be_addr, (unsigned long long)down, h->fails);
+}
+
+static void
+health_ok(struct proxy_session *s)
+{
+	struct proxy_be_health *h = health_get(s->ctx, s->be_name, 0);
+
+	if (h != NULL && h->fails > 0) {
+		log_info("backend %s (%s): reachable again", s->be_name, s->be_addr);
+		h->fails = 0;
+		h->down_until_ms = 0;
+	}
+}
+
+void
+proxy_backend_start(struct proxy_session *s, const struct map_endpoint *ep, const char *name,
+                    enum map_tls tls)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char addr[SOCK_ADDR_STRLEN + 2], err[256];
+	int fd;
+
+	s->be_tls = tls;
+	s->be_literal_plus = 0;
+	str_copy(s->be_host, sizeof(s->be_host), ep->host);
+	if (strchr(ep->host, ':') != NULL)
+		str_format(addr, sizeof(addr), "[%s]:%u", ep->host, ep->port);
+	else
+		str_format(addr, sizeof(addr), "%s:%u", ep->host, ep->port);
+	str_copy(s->be_addr, sizeof(s->be_addr), addr);
+	/* TODO: host names need resolving off the loop (at map load); IP literals only now. */
+	if (sock_addr_parse(addr, &ss, &sslen, err, sizeof(err)) == -1) {
+		log_warnx("backend %s: %s", name, err);
+		proxy_session_temp_fail(s, "backend-address");
+		return;
+	}
+	if ((fd = sock_connect_start(&ss, sslen, err, sizeof(err))) == -1) {
+		log_warnx("backend %s: %s", name, err);
+		health_fail(s);
+		proxy_session_temp_fail(s, "connect-failed");
+		return;
+	}
+	s->be.fd = fd;
+	linebuf_init(&s->be_lb, 512, PROXY_BE_LINE_MAX);
+	proxy_session_set_state(s, PS_BE_CONNECT);
+}
+
+void
+proxy_backend_timeout(struct proxy_session *s)
+{
+	if (s->state == PS_BE_CONNECT) {
+		health_fail(s);
+		proxy_session_temp_fail(s, "connect-timeout");
+	} else {
+		proxy_session_temp_fail(s, "login-timeout");
+	}
+}
+
+static int
+be_queue(struct proxy_session *s, const void *data, size_t len)
+{
+	if (proxy_obuf_add(&s->be.out, data, len) == -1) {
+		proxy_session_temp_fail(s, "out-of-memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+be_login_send(struct proxy_session *s)
+{
+	const struct sasl_creds *c = s->creds;
+	int r;
+
+	if (c == NULL) {
+		proxy_session_temp_fail(s, "no-credentials");
+		return;
+	}
+	if (s->proto == PROXY_POP3) {
+		if (proxy_obuf_printf(&s->be.out, "USER %s\r\n", c->user) == -1) {
+			proxy_session_temp_fail(s, "out-of-memory");
+			return;
+		}
+		s->be_step = BE_POP3_USER;
+	} else if (s->be_literal_plus) {
+		/* RFC 7888: one write, no round trips; literals carry any byte a password has. */
+		r = proxy_obuf_printf(&s->be.out, "%s LOGIN {%zu+}\r\n", s->tag, c->user_len);
+		if (r == -1 || be_queue(s, c->user, c->user_len) == -1 ||
+		    proxy_obuf_printf(&s->be.out, " {%zu+}\r\n", c->pass_len) == -1 ||
+		    be_queue(s, c->pass, c->pass_len) == -1 || be_queue(s, "\r\n", 2) == -1) {
+			proxy_session_temp_fail(s, "out-of-memory");
+			return;
+		}
+		s->be_step = BE_IMAP_TAGGED;
+	} else {
+		if (proxy_obuf_printf(&s->be.out, "%s LOGIN {%zu}\r\n", s->tag, c->user_len) ==
+		    -1) {
+			proxy_session_temp_fail(s, "out-of-memory");
+			return;
+		}
+		s->be_step = BE_IMAP_USER_CONT;
+	}
+	proxy_session_set_state(s, PS_BE_LOGIN);
+}
+
+static int
+be_tls_start(struct proxy_session *s)
+{
+	char err[TLS_ERR_MAX];
+
+	if (s->ctx->tls_client == NULL) {
+		proxy_session_temp_fail(s, "backend-tls-unavailable");
+		return -1;
+	}
+	s->be.ssl = tls_client_new(s->ctx->tls_client, s->be.fd, s->be_host, err, sizeof(err));
+	if (s->be.ssl == NULL) {
+		log_warnx("backend %s: %s", s->be_name, err);
+		proxy_session_temp_fail(s, "backend-tls-failed");
+		return -1;
+	}
+	proxy_session_set_state(s, PS_BE_TLS);
+	return 0;
+}
+
+static int
+starts(const char *line, size_t len, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return len >= n && strncasecmp(line, prefix, n) == 0;
+}
+
+/* A NO that is about the password, not about the server (RFC 5530 codes). */
+static int
+imap_is_auth_failure(const char *line, size_t len)
+{
+	return memchr(line, '[', len) == NULL || memmem(line, len, "[AUTHENTICATIONFAILED]", 22) ||
+	       memmem(line, len, "[AUTHORIZATIONFAILED]", 21) || memmem(line, len, "[EXPIRED]", 9);
+}
+
+/* RFC 2449 8: [IN-USE] and [SYS/...] are not a wrong password. */
+static int
+pop3_is_auth_failure(const char *line, size_t len)
+{
+	return memchr(line, '[', len) == NULL || memmem(line, len, "[AUTH]", 6) != NULL;
+}
+
+static void
+imap_line(struct proxy_session *s, const char *line, size_t len)
+{
+	size_t tl = strlen(s->tag);
+
+	switch (s->state) {
+	case PS_BE_GREETING:
+		if (starts(line, len, "* OK")) {
+			s->be_literal_plus = memmem(line, len, "LITERAL+", 8) != NULL;
+			if (s->be_tls == MAP_TLS_ON) {
+				if (be_queue(s, BE_TAG " STARTTLS\r\n",
+				             sizeof(BE_TAG " STARTTLS\r\n") - 1) == 0)
+					proxy_session_set_state(s, PS_BE_STARTTLS);
+			} else {
+				be_login_send(s);
+			}
+		} else if (starts(line, len, "* PREAUTH")) {
+			log_warnx("backend %s (%s): PREAUTH greeting refused", s->be_name,
+			          s->be_addr);
+			proxy_session_temp_fail(s, "backend-preauth");
+		} else {
+			proxy_session_temp_fail(s, "backend-greeting");
+		}
+		return;
+	case PS_BE_STARTTLS:
+		if (starts(line, len, BE_TAG " OK")) {
+			/* Anything the back end sent after its answer is not trusted (injection).
+			 */
+			linebuf_clear(&s->be_lb);
+			s->be_literal_plus = 0; /* capabilities before TLS no longer count */
+			be_tls_start(s);
+		} else if (starts(line, len, BE_TAG " ")) {
+			proxy_session_temp_fail(s, "backend-starttls-refused");
+		}
+		/* Untagged lines before the answer are dropped. */
+		return;
+	case PS_BE_LOGIN:
+		if (len > tl && memcmp(line, s->tag, tl) == 0 && line[tl] == ' ') {
+			if (starts(line + tl + 1, len - tl - 1, "OK"))
+				proxy_session_login_result(s, 1, 0, line, len);
+			else
+				proxy_session_login_result(s, 0, imap_is_auth_failure(line, len),
+				                           line, len);
+			return;
+		}
+		if (starts(line, len, "+") && s->be_step == BE_IMAP_USER_CONT) {
+			if (be_queue(s, s->creds->user, s->creds->user_len) == 0 &&
+			    proxy_obuf_printf(&s->be.out, " {%zu}\r\n", s->creds->pass_len) == 0)
+				s->be_step = BE_IMAP_PASS_CONT;
+			return;
+		}
+		if (starts(line, len, "+") && s->be_step == BE_IMAP_PASS_CONT) {
+			if (be_queue(s, s->creds->pass, s->creds->pass_len) == 0 &&
+			    be_queue(s, "\r\n", 2) == 0)
+				s->be_step = BE_IMAP_TAGGED;
+			return;
+		}
+		if (starts(line, len, "* ")) {
+			/* Untagged data of the login's answer goes to the client as it is. */
+			if (proxy_obuf_add(&s->client.out, line, len) == -1 ||
+			    proxy_obuf_add(&s->client.out, "\r\n", 2) == -1)
+				proxy_session_close(s, "out of memory");
+			return;
+		}
+		proxy_session_temp_fail(s, "backend-protocol-error");
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+pop3_line(struct proxy_session *s, const char *line, size_t len)
+{
+	int ok = starts(line, len, "+OK");
+
+	switch (s->state) {
+	case PS_BE_GREETING:
+		if (!ok) {
+			proxy_session_temp_fail(s, "backend-greeting");
+		} else if (s->be_tls == MAP_TLS_ON) {
+			if (be_queue(s, "STLS\r\n", 6) == 0)
+				proxy_session_set_state(s, PS_BE_STARTTLS);
+		} else {
+			be_login_send(s);
+		}
+		return;
+	case PS_BE_STARTTLS:
+		if (ok) {
+			linebuf_clear(&s->be_lb);
+			be_tls_start(s);
+		} else {
+			proxy_session_temp_fail(s, "backend-stls-refused");
+		}
+		return;
+	case PS_BE_LOGIN:
+		if (!ok) {
+			proxy_session_login_result(s, 0, pop3_is_auth_failure(line, len), line,
+			                           len);
+		} else if (s->be_step == BE_POP3_USER) {
+			if (proxy_obuf_printf(&s->be.out, "PASS %s\r\n", s->creds->pass) == -1)
+				proxy_session_temp_fail(s, "out-of-memory");
+			s->be_step = BE_POP3_PASS;
+		} else {
+			proxy_session_login_result(s, 1, 0, line, len);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+static int
+be_connected(struct proxy_session *s)
+{
+	if (sock_connect_result(s->be.fd) == -1) {
+		log_warnx("backend %s (%s): connect: %s", s->be_name, s->be_addr, strerror(errno));
+		health_fail(s);
+		proxy_session_temp_fail(s, "connect-failed");
+		return 1;
+	}
+	health_ok(s);
+	s->be_step = 0;
+	if (s->be_tls == MAP_TLS_IMPLICIT)
+		be_tls_start(s);
+	else
+		proxy_session_set_state(s, PS_BE_GREETING);
+	return 1;
+}
+
+static int
+be_handshake(struct proxy_session *s)
+{
+	char err[TLS_ERR_MAX];
+	int r = proxy_conn_handshake(&s->be, err, sizeof(err));
+
+	if (r == 1)
+		return 0;
+	if (r == -1) {
+		log_warnx("backend %s (%s): tls: %s", s->be_name, s->be_addr, err);
+		proxy_session_temp_fail(s, "backend-tls-failed");
+		return 1;
+	}
+	if (s->be_tls == MAP_TLS_IMPLICIT)
+		proxy_session_set_state(s, PS_BE_GREETING);
+	else
+		be_login_send(s);
+	return 1;
+}
+
+int
+proxy_backend_step(struct proxy_session *s)
+{
+	struct linebuf_line l;
+	enum linebuf_result lr;
+	enum proxy_state st;
+	char buf[4096];
+	size_t space;
+	ssize_t n;
+	int progress = 0;
+
+	if (s->state == PS_BE_CONNECT)
+		return be_connected(s);
+	if (s->state == PS_BE_TLS)
+		return be_handshake(s);
+	for (;;) {
+		st = s->state;
+		if (st != PS_BE_GREETING && st != PS_BE_STARTTLS && st != PS_BE_LOGIN)
+			return 1;
+		lr = linebuf_next_line(&s->be_lb, &l);
+		if (lr == LINEBUF_TOO_LONG) {
+			proxy_session_temp_fail(s, "backend-line-too-long");
+			return 1;
+		}
+		if (lr == LINEBUF_LINE) {
+			if (s->proto == PROXY_IMAP)
+				imap_line(s, l.data, l.len);
+			else
+				pop3_line(s, l.data, l.len);
+			progress = 1;
+			continue;
+		}
+		space = linebuf_space(&s->be_lb);
+		n = proxy_conn_read(&s->be, buf, space < sizeof(buf) ? space : sizeof(buf));
+		if (n == -2)
+			return progress;
+		if (n <= 0) {
+			proxy_session_temp_fail(s, "backend-closed");
+			return 1;
+		}
+		if (linebuf_append(&s->be_lb, buf, (size_t)n) < (size_t)n) {
+			proxy_session_temp_fail(s, "out-of-memory");
+			return 1;
+		}
+		progress = 1;
+	}
+}

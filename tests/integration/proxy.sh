@@ -1,0 +1,187 @@
+#!/bin/sh
+# mailplex-proxy against two real Dovecot back ends on 127.0.0.71 (plain) and 127.0.0.72
+# (STARTTLS toward the back end), users split by the map, clients written with python3's
+# imaplib/poplib and raw sockets (tests/integration/proxy_client.py). The proxy listens on
+# 127.0.0.70. $1: the bin dir. Exit 0 when every check passed.
+set -u
+BIN=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
+PX=127.0.0.70 BE1=127.0.0.71 BE2=127.0.0.72 DEAD=127.0.0.73
+BASE=$((23000 + ($$ % 400) * 10))
+IMAP=$((BASE + 0)) IMAPS=$((BASE + 1)) POP3=$((BASE + 2)) POP3S=$((BASE + 3))
+BIMAP=$((BASE + 4)) BPOP3=$((BASE + 5)) DEADPORT=$((BASE + 9))
+T=$(mktemp -d /tmp/mailplex-proxy.XXXXXX)
+chmod 755 "$T"
+PIDS=""
+
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null; done
+	for d in d1 d2; do
+		[ -f "$T/$d/run/master.pid" ] && kill "$(cat "$T/$d/run/master.pid")" 2>/dev/null
+	done
+	sleep 0.3
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+die() {
+	echo "proxy.sh: $*" >&2
+	[ -f "$T/proxy.log" ] && tail -30 "$T/proxy.log" >&2
+	exit 1
+}
+
+wait_port() { # wait_port ADDR PORT: bounded, 10 s
+	python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+for tool in openssl python3 dovecot; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
+done
+[ -x "$BIN/mailplex-proxy" ] || die "no $BIN/mailplex-proxy"
+[ -x "$BIN/mailplex-map" ] || die "no $BIN/mailplex-map"
+
+# ---- certificates: one self-signed for the proxy (127.0.0.70) and back end 2 ----
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=mail.test" \
+	-addext "subjectAltName=DNS:mail.test,IP:$PX,IP:$BE2" \
+	-keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
+chmod 644 "$T/key.pem" "$T/cert.pem"
+
+# ---- two Dovecot back ends; each user's INBOX says which back end holds it ----
+dovecot_start() { # NAME ADDR
+	D=$T/$1
+	mkdir -p "$D/run" "$D/state" "$D/home"
+	: >"$D/users"
+	for u in alice bob carol big; do
+		printf '%s:{PLAIN}pw-%s::::%s/home/%s\n' "$u" "$u" "$D" "$u" >>"$D/users"
+		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
+		printf 'From: t@test\r\nSubject: %s on %s\r\n\r\nhello %s\r\n' "$u" "$1" "$u" \
+			>"$D/home/$u/Maildir/new/1000.M1P1.test"
+	done
+	# A 1 MiB message for the byte-identity check.
+	python3 -c "
+import random, sys
+random.seed(4)
+body = ''.join(random.choice('abcdefghijklmnopqrstuvwxyz0123456789') for _ in range(1 << 20))
+lines = [body[i:i + 76] for i in range(0, len(body), 76)]
+sys.stdout.write('From: t@test\r\nSubject: big\r\n\r\n' + '\r\n'.join(lines) + '\r\n')
+" >"$D/home/big/Maildir/new/2000.M2P2.test"
+	chown -R 65534:65534 "$D/home"
+	cat >"$D/dovecot.conf" <<CONF
+instance_name = mailplex-proxy-$1-$$
+base_dir = $D/run
+state_dir = $D/state
+protocols = imap pop3
+listen = $2
+ssl = yes
+ssl_cert = <$T/cert.pem
+ssl_key = <$T/key.pem
+disable_plaintext_auth = no
+log_path = $D/dovecot.log
+mail_location = maildir:~/Maildir
+protocol imap {
+  mail_max_userip_connections = 2000
+}
+protocol pop3 {
+  mail_max_userip_connections = 2000
+}
+passdb {
+  driver = passwd-file
+  args = $D/users
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=$D/home/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = $BIMAP
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = $BPOP3
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+CONF
+	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
+	PIDS="$PIDS $!"
+}
+dovecot_start d1 $BE1
+dovecot_start d2 $BE2
+wait_port $BE1 $BIMAP || die "dovecot d1 did not start: $(cat "$T/d1/stdout")"
+wait_port $BE2 $BIMAP || die "dovecot d2 did not start: $(cat "$T/d2/stdout")"
+
+# ---- the map: alice and big on d1, bob on d2 (STARTTLS), carol migrating, dave dead ----
+cat >"$T/map" <<MAP
+backend d1   lmtp=$BE1:24 imap=$BE1:$BIMAP pop3=$BE1:$BPOP3 tls=off
+backend d2   lmtp=$BE2:24 imap=$BE2:$BIMAP pop3=$BE2:$BPOP3 tls=on
+backend dead lmtp=$DEAD:24 imap=$DEAD:$DEADPORT pop3=$DEAD:$DEADPORT tls=off
+domain mail.test
+user alice d1
+user big d1
+user bob d2
+user carol migrating d1 -> d2
+user dave dead
+user mallory reject "closed"
+MAP
+"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
+	die "map compile: $(cat "$T/map.out")"
+chmod 644 "$T/map.db"
+
+# ---- the proxy: plain-text logins refused; STARTTLS, imaps, pop3s offered ----
+cat >"$T/mailplex.conf" <<CONF
+user = "nobody";
+map = { db = "$T/map.db"; };
+proxy = {
+	imap = [ "$PX:$IMAP" ];
+	imaps = [ "$PX:$IMAPS" ];
+	pop3 = [ "$PX:$POP3" ];
+	pop3s = [ "$PX:$POP3S" ];
+	workers = 2;
+	tls_cert = "$T/cert.pem";
+	tls_key = "$T/key.pem";
+	control = "$T/proxy.sock";
+	prelogin_timeout = "2s";
+	login_failure_delay = "100ms";
+	login_failures_max = 3;
+	line_max = "1k";
+	backend_connect_timeout = "2s";
+	backend_down = "1s";
+	backend_ca_file = "$T/cert.pem";
+};
+CONF
+"$BIN/mailplex-proxy" -d -c "$T/mailplex.conf" >"$T/proxy.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_port $PX $IMAP || die "mailplex-proxy did not start"
+wait_port $PX $POP3S || die "mailplex-proxy did not start (pop3s)"
+
+timeout 120 python3 "$HERE/proxy_client.py" "$PX" "$IMAP" "$IMAPS" "$POP3" "$POP3S" \
+	"$T/cert.pem" "$T/d1/home/big/Maildir/new/2000.M2P2.test"
+rc=$?
+if grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/proxy.log"; then
+	echo "FAIL: sanitizer report in the proxy's log" >&2
+	rc=1
+fi
+if grep -q "pw-" "$T/proxy.log"; then
+	echo "FAIL: a password reached the log" >&2
+	rc=1
+fi
+[ $rc -eq 0 ] || tail -40 "$T/proxy.log" >&2
+exit $rc

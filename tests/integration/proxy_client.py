@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+# The client half of tests/integration/proxy.sh: drives mailplex-proxy with imaplib,
+# poplib and raw (TLS) sockets. Prints "ok: ..." per passing check, "FAIL: ..." otherwise;
+# exits 1 if any check failed. Every socket has a timeout.
+import base64
+import imaplib
+import poplib
+import socket
+import ssl
+import sys
+import time
+
+HOST = sys.argv[1]
+IMAP, IMAPS, POP3, POP3S = (int(p) for p in sys.argv[2:6])
+CA = sys.argv[6]
+BIG = sys.argv[7]
+TIMEOUT = 10
+failed = 0
+
+ctx = ssl.create_default_context(cafile=CA)
+
+
+def check(name, cond, detail=""):
+    global failed
+    if cond:
+        print("ok: " + name)
+    else:
+        failed += 1
+        print("FAIL: %s %s" % (name, detail))
+
+
+def run(name, fn):
+    global failed
+    try:
+        fn()
+    except Exception as e:  # a check that raised is a failed check
+        failed += 1
+        print("FAIL: %s raised %r" % (name, e))
+
+
+class Raw:
+    """A line-oriented client over a plain or TLS socket."""
+
+    def __init__(self, port, tls=False):
+        s = socket.create_connection((HOST, port), TIMEOUT)
+        self.s = ctx.wrap_socket(s, server_hostname=HOST) if tls else s
+        self.buf = b""
+
+    def starttls(self):
+        self.s = ctx.wrap_socket(self.s, server_hostname=HOST)
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError("closed; have %r" % self.buf[:200])
+            self.buf += d
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln
+
+    def until_tag(self, tag):
+        lines = []
+        while True:
+            ln = self.line()
+            lines.append(ln)
+            if ln.startswith(tag + b" "):
+                return lines
+
+    def closed(self):
+        try:
+            return self.s.recv(100) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+def imap_tls(user, pw):
+    m = imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=ctx, timeout=TIMEOUT)
+    m.login(user, pw)
+    return m
+
+
+def subject(m):
+    typ, _ = m.select("INBOX")
+    assert typ == "OK"
+    typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    return data[0][1].decode().strip()
+
+
+def t_imap_plain_refused():
+    r = Raw(IMAP)
+    g = r.line()
+    check("imap greeting advertises STARTTLS and LOGINDISABLED, no AUTH=PLAIN",
+          b"STARTTLS" in g and b"LOGINDISABLED" in g and b"AUTH=PLAIN" not in g, g)
+    r.send(b"a LOGIN alice pw-alice\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("imap LOGIN before TLS refused", ln.startswith(b"a NO [PRIVACYREQUIRED]"), ln)
+    r.close()
+
+
+def t_imap_starttls_alice():
+    m = imaplib.IMAP4(HOST, IMAP, timeout=TIMEOUT)
+    m.starttls(ssl_context=ctx)
+    typ, caps = m.capability()
+    check("after STARTTLS: AUTH=PLAIN, no STARTTLS",
+          b"AUTH=PLAIN" in caps[0] and b"STARTTLS" not in caps[0], caps)
+    typ, data = m.login("alice", "pw-alice")
+    check("imap STARTTLS login alice ok, back end's capabilities reach the client",
+          typ == "OK" and b"CAPABILITY" in data[0], data)
+    s = subject(m)
+    check("alice sees her mailbox on d1", s == "Subject: alice on d1", s)
+    m.logout()
+
+
+def t_imaps_bob():
+    m = imap_tls("bob", "pw-bob")
+    s = subject(m)
+    check("bob (imaps, back end over STARTTLS) sees his mailbox on d2",
+          s == "Subject: bob on d2", s)
+    m.logout()
+
+
+def t_wrong_then_right():
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    t0 = time.time()
+    r.send(b"a LOGIN alice wrong\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("wrong password: NO [AUTHENTICATIONFAILED] from the back end, delayed",
+          ln.startswith(b"a NO [AUTHENTICATIONFAILED]") and time.time() - t0 >= 0.09, ln)
+    r.send(b"b LOGIN alice pw-alice\r\n")
+    ln = r.until_tag(b"b")[-1]
+    check("then the right password on the same connection", ln.startswith(b"b OK"), ln)
+    r.send(b"c SELECT INBOX\r\n")
+    ln = r.until_tag(b"c")[-1]
+    check("and the session works", ln.startswith(b"c OK"), ln)
+    r.close()
+
+
+def t_literals():
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"a LOGIN {3}\r\n")
+    cont = r.line()
+    r.send(b"bob {6}\r\n")
+    cont2 = r.line()
+    r.send(b"pw-bob\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("LOGIN with synchronising literals", cont.startswith(b"+") and
+          cont2.startswith(b"+") and ln.startswith(b"a OK"), (cont, cont2, ln))
+    r.close()
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"a LOGIN {5+}\r\nalice {8+}\r\npw-alice\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("LOGIN with non-synchronising literals", ln.startswith(b"a OK"), ln)
+    r.close()
+
+
+def t_authenticate():
+    m = imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=ctx, timeout=TIMEOUT)
+    typ, _ = m.authenticate("PLAIN", lambda _: b"\0bob\0pw-bob")
+    check("AUTHENTICATE PLAIN with a continuation", typ == "OK")
+    s = subject(m)
+    check("... lands on bob's back end", s == "Subject: bob on d2", s)
+    m.logout()
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    ir = base64.b64encode(b"\0alice\0pw-alice")
+    r.send(b"a AUTHENTICATE PLAIN " + ir + b"\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("AUTHENTICATE PLAIN with SASL-IR", ln.startswith(b"a OK"), ln)
+    r.close()
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"a AUTHENTICATE PLAIN\r\n")
+    r.line()
+    r.send(b"*\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("AUTHENTICATE cancelled with *", ln.startswith(b"a BAD"), ln)
+    r.close()
+
+
+def t_pipelined_after_login():
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"a LOGIN alice pw-alice\r\nb SELECT INBOX\r\nc LOGOUT\r\n")
+    la = r.until_tag(b"a")[-1]
+    lb = r.until_tag(b"b")[-1]
+    lc = r.until_tag(b"c")[-1]
+    check("commands pipelined after LOGIN are forwarded",
+          la.startswith(b"a OK") and lb.startswith(b"b OK") and lc.startswith(b"c OK"),
+          (la, lb, lc))
+    r.close()
+
+
+def t_user_states():
+    for user, want, name in ((b"carol", b"a NO [UNAVAILABLE]", "migrating user: temporary failure"),
+                             (b"dave", b"a NO [UNAVAILABLE]", "dead back end: temporary failure"),
+                             (b"mallory", b"a NO [AUTHENTICATIONFAILED]", "rejected user: login fails"),
+                             (b"nobody", b"a NO [AUTHENTICATIONFAILED]", "unknown user: login fails")):
+        r = Raw(IMAPS, tls=True)
+        r.line()
+        t0 = time.time()
+        r.send(b"a LOGIN " + user + b" pw-x\r\n")
+        ln = r.until_tag(b"a")[-1]
+        check(name, ln.startswith(want), ln)
+        if user == b"dave":
+            # Down-marked now: the second attempt fails without waiting for a connect.
+            t0 = time.time()
+            r.send(b"b LOGIN dave pw-x\r\n")
+            ln = r.until_tag(b"b")[-1]
+            check("a down-marked back end fails fast",
+                  ln.startswith(b"b NO [UNAVAILABLE]") and time.time() - t0 < 0.5, ln)
+        r.close()
+
+
+def t_too_many_failures():
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    for i in range(3):
+        r.send(b"t%d LOGIN alice bad\r\n" % i)
+        ln = r.until_tag(b"t%d" % i)[-1]
+    bye = r.line()
+    check("third failure: BYE and close", bye.startswith(b"* BYE") and r.closed(), bye)
+
+
+def t_big_fetch():
+    want = open(BIG, "rb").read()  # before SELECT moves it from new/ to cur/
+    m = imap_tls("big", "pw-big")
+    m.select("INBOX")
+    typ, data = m.fetch("2", "(BODY.PEEK[])")
+    check("1 MiB message fetched through the proxy is byte-identical",
+          data[0][1] == want, (len(data[0][1]), len(want)))
+    m.logout()
+
+
+def t_starttls_injection():
+    r = Raw(IMAP)
+    r.line()
+    r.send(b"a STARTTLS\r\nb CAPABILITY\r\n")
+    ln = r.until_tag(b"a")[-1]
+    r.starttls()
+    r.send(b"c NOOP\r\n")
+    lines = r.until_tag(b"c")
+    check("plain text pipelined after STARTTLS is discarded",
+          ln.startswith(b"a OK") and not any(x.startswith(b"b ") for x in lines), lines)
+    r.close()
+
+
+def t_long_line():
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"a NOOP " + b"x" * 3000 + b"\r\nb NOOP\r\n")
+    ln = r.line()
+    lb = r.until_tag(b"b")[-1]
+    check("over-long line: BAD, then the connection goes on",
+          ln.startswith(b"* BAD") and lb.startswith(b"b OK"), (ln, lb))
+    r.close()
+
+
+def t_prelogin_timeout():
+    r = Raw(IMAP)
+    r.line()
+    t0 = time.time()
+    ln = r.line()
+    check("pre-login timeout: BYE and close", ln.startswith(b"* BYE") and r.closed() and
+          time.time() - t0 < 5, ln)
+
+
+def t_pop3():
+    p = poplib.POP3(HOST, POP3, timeout=TIMEOUT)
+    caps = p.capa()
+    check("pop3 CAPA before TLS: STLS, no USER/SASL", "STLS" in caps and "USER" not in caps,
+          caps)
+    try:
+        p.user("alice")
+        check("pop3 USER before TLS refused", False)
+    except poplib.error_proto as e:
+        check("pop3 USER before TLS refused", "[AUTH]" in str(e), e)
+    p.stls(context=ctx)
+    p.user("alice")
+    p.pass_("pw-alice")
+    msg = b"\r\n".join(p.retr(1)[1])
+    check("pop3 STLS + USER/PASS: alice's mailbox on d1", b"Subject: alice on d1" in msg, msg)
+    p.quit()
+    p = poplib.POP3_SSL(HOST, POP3S, context=ctx, timeout=TIMEOUT)
+    resp = p._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0bob\0pw-bob").decode())
+    msg = b"\r\n".join(p.retr(1)[1])
+    check("pop3s AUTH PLAIN with initial response: bob on d2 (STLS to the back end)",
+          resp.startswith(b"+OK") and b"Subject: bob on d2" in msg, (resp, msg))
+    p.quit()
+    p = poplib.POP3_SSL(HOST, POP3S, context=ctx, timeout=TIMEOUT)
+    p.user("alice")
+    try:
+        p.pass_("wrong")
+        check("pop3 wrong password fails", False)
+    except poplib.error_proto as e:
+        check("pop3 wrong password fails", "-ERR" in str(e), e)
+    p.user("carol")
+    try:
+        p.pass_("pw-carol")
+        check("pop3 migrating user: -ERR [SYS/TEMP]", False)
+    except poplib.error_proto as e:
+        check("pop3 migrating user: -ERR [SYS/TEMP]", "[SYS/TEMP]" in str(e), e)
+    p.user("alice")
+    p.pass_("pw-alice")
+    check("pop3 right password after failures on the same connection", p.stat()[0] == 1)
+    p.quit()
+
+
+def t_many_sessions(n):
+    conns = []
+    for i in range(n):
+        m = imaplib.IMAP4_SSL(HOST, IMAPS, ssl_context=ctx, timeout=TIMEOUT)
+        m.login("alice" if i % 2 else "bob", "pw-alice" if i % 2 else "pw-bob")
+        conns.append(m)
+    ok = 0
+    for m in conns:
+        if m.noop()[0] == "OK":
+            ok += 1
+        m.logout()
+    check("%d concurrent logged-in sessions" % n, ok == n, ok)
+
+
+for name, fn in (("imap plain refused", t_imap_plain_refused),
+                 ("imap starttls", t_imap_starttls_alice),
+                 ("imaps bob", t_imaps_bob),
+                 ("wrong then right", t_wrong_then_right),
+                 ("literals", t_literals),
+                 ("authenticate", t_authenticate),
+                 ("pipelined", t_pipelined_after_login),
+                 ("user states", t_user_states),
+                 ("too many failures", t_too_many_failures),
+                 ("big fetch", t_big_fetch),
+                 ("starttls injection", t_starttls_injection),
+                 ("long line", t_long_line),
+                 ("prelogin timeout", t_prelogin_timeout),
+                 ("pop3", t_pop3),
+                 ("many sessions", lambda: t_many_sessions(int(sys.argv[8]) if len(sys.argv) > 8 else 100))):
+    run(name, fn)
+sys.exit(1 if failed else 0)
