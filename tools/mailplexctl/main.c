@@ -29,6 +29,7 @@ struct ctl_command {
 
 static const struct ctl_command ctl_commands[] = {
     {"director", "status", 0, 0, "director status"},
+    {"director", "health", 0, 0, "director health"},
     {"director", "drain", 1, 2, "director drain RELAY [SERVICE]"},
     {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
 };
