@@ -162,6 +162,7 @@ proxy = {
 	login_failure_delay = "100ms";
 	login_failures_max = 3;
 	line_max = "1k";
+	max_connections_per_ip = 2000;
 	backend_connect_timeout = "2s";
 	backend_down = "1s";
 	backend_ca_file = "$T/cert.pem";
@@ -172,9 +173,25 @@ PIDS="$PIDS $!"
 wait_port $PX $IMAP || die "mailplex-proxy did not start"
 wait_port $PX $POP3S || die "mailplex-proxy did not start (pop3s)"
 
-timeout 120 python3 "$HERE/proxy_client.py" "$PX" "$IMAP" "$IMAPS" "$POP3" "$POP3S" \
-	"$T/cert.pem" "$T/d1/home/big/Maildir/new/2000.M2P2.test"
+cp "$T/d1/home/big/Maildir/new/2000.M2P2.test" "$T/big.eml"
+timeout 120 python3 "$HERE/proxy_client.py" tls "$PX" "$IMAP" "$IMAPS" "$POP3" "$POP3S" \
+	"$T/cert.pem" "$T/big.eml" "${PROXY_SESSIONS:-200}"
 rc=$?
+
+# ---- a second proxy without TLS that allows plain-text logins: splice() on both sides ----
+PIMAP=$((BASE + 6)) PPOP3=$((BASE + 7))
+sed -e '/^\t\(imaps\|pop3s\|tls_cert\|tls_key\|control\) =/d' \
+	-e "s/^\timap = .*/\timap = [ \"$PX:$PIMAP\" ]; allow_plaintext_login = true;/" \
+	-e "s/^\tpop3 = .*/\tpop3 = [ \"$PX:$PPOP3\" ];/" \
+	-e 's/^\tworkers = .*/\tworkers = 1;/' \
+	-e 's/^\tmax_connections_per_ip = .*/\tmax_connections_per_ip = 3;/' \
+	"$T/mailplex.conf" >"$T/plain.conf"
+"$BIN/mailplex-proxy" -d -c "$T/plain.conf" >"$T/proxy-plain.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_port $PX $PIMAP || die "plain mailplex-proxy did not start: $(cat "$T/proxy-plain.log")"
+timeout 120 python3 "$HERE/proxy_client.py" plain "$PX" "$PIMAP" 0 "$PPOP3" 0 \
+	"$T/cert.pem" "$T/big.eml" || rc=1
+cat "$T/proxy-plain.log" >>"$T/proxy.log"
 if grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/proxy.log"; then
 	echo "FAIL: sanitizer report in the proxy's log" >&2
 	rc=1

@@ -10,10 +10,12 @@ import ssl
 import sys
 import time
 
-HOST = sys.argv[1]
-IMAP, IMAPS, POP3, POP3S = (int(p) for p in sys.argv[2:6])
-CA = sys.argv[6]
-BIG = sys.argv[7]
+MODE = sys.argv[1]  # "tls": plain-text logins refused; "plain": allowed, no TLS at all
+HOST = sys.argv[2]
+IMAP, IMAPS, POP3, POP3S = (int(p) for p in sys.argv[3:7])
+CA = sys.argv[7]
+BIG = sys.argv[8]
+SESSIONS = int(sys.argv[9]) if len(sys.argv) > 9 else 100
 TIMEOUT = 10
 failed = 0
 
@@ -328,20 +330,61 @@ def t_many_sessions(n):
     check("%d concurrent logged-in sessions" % n, ok == n, ok)
 
 
-for name, fn in (("imap plain refused", t_imap_plain_refused),
-                 ("imap starttls", t_imap_starttls_alice),
-                 ("imaps bob", t_imaps_bob),
-                 ("wrong then right", t_wrong_then_right),
-                 ("literals", t_literals),
-                 ("authenticate", t_authenticate),
-                 ("pipelined", t_pipelined_after_login),
-                 ("user states", t_user_states),
-                 ("too many failures", t_too_many_failures),
-                 ("big fetch", t_big_fetch),
-                 ("starttls injection", t_starttls_injection),
-                 ("long line", t_long_line),
-                 ("prelogin timeout", t_prelogin_timeout),
-                 ("pop3", t_pop3),
-                 ("many sessions", lambda: t_many_sessions(int(sys.argv[8]) if len(sys.argv) > 8 else 100))):
+def t_plain_splice():
+    want = open(BIG, "rb").read()
+    m = imaplib.IMAP4(HOST, IMAP, timeout=TIMEOUT)
+    typ, caps = m.capability()
+    check("no TLS configured: AUTH=PLAIN, no STARTTLS, no LOGINDISABLED",
+          b"AUTH=PLAIN" in caps[0] and b"STARTTLS" not in caps[0] and
+          b"LOGINDISABLED" not in caps[0], caps)
+    m.login("big", "pw-big")
+    m.select("INBOX")
+    typ, data = m.fetch("2", "(BODY.PEEK[])")
+    check("plain on both sides (splice): 1 MiB message byte-identical", data[0][1] == want,
+          len(data[0][1]))
+    m.logout()
+    p = poplib.POP3(HOST, POP3, timeout=TIMEOUT)
+    p.user("bob")
+    p.pass_("pw-bob")
+    msg = b"\r\n".join(p.retr(1)[1])
+    check("plain pop3 USER/PASS: bob on d2", b"Subject: bob on d2" in msg, msg)
+    p.quit()
+
+
+def t_per_ip_cap():
+    held = [Raw(IMAP) for _ in range(3)]
+    for r in held:
+        r.line()
+    extra = Raw(IMAP)
+    check("a 4th connection from one address is closed (max_connections_per_ip = 3)",
+          extra.closed())
+    for r in held:
+        r.close()
+    time.sleep(0.2)
+    r = Raw(IMAP)
+    g = r.line()
+    check("... and accepted again once the others left", g.startswith(b"* OK"), g)
+    r.close()
+
+
+if MODE == "plain":
+    TESTS = (("plain splice", t_plain_splice), ("per-ip cap", t_per_ip_cap))
+else:
+    TESTS = (("imap plain refused", t_imap_plain_refused),
+             ("imap starttls", t_imap_starttls_alice),
+             ("imaps bob", t_imaps_bob),
+             ("wrong then right", t_wrong_then_right),
+             ("literals", t_literals),
+             ("authenticate", t_authenticate),
+             ("pipelined", t_pipelined_after_login),
+             ("user states", t_user_states),
+             ("too many failures", t_too_many_failures),
+             ("big fetch", t_big_fetch),
+             ("starttls injection", t_starttls_injection),
+             ("long line", t_long_line),
+             ("prelogin timeout", t_prelogin_timeout),
+             ("pop3", t_pop3),
+             ("many sessions", lambda: t_many_sessions(SESSIONS)))
+for name, fn in TESTS:
     run(name, fn)
 sys.exit(1 if failed else 0)
