@@ -3,3 +3,4 @@ PROXY_SRCS := relay/proxy_session.c relay/proxy_backend.c relay/proxy_pipe.c \
               relay/proxy_listen.c relay/imap_cmd.c relay/pop3_cmd.c relay/sasl_plain.c
 PROGRAMS += mailplex-proxy
 mailplex-proxy_SRCS := relay/proxy_main.c $(PROXY_SRCS)
+MANPAGES += man/mailplex-proxy.8

@@ -41,7 +41,7 @@ struct proxy_master {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: mailplex-proxy [-dnv] [-c file]\n");
+	fprintf(stderr, "usage: mailplex-proxy [-dnv] [-f file]\n");
 	exit(2);
 }
 
@@ -248,9 +248,9 @@ main(int argc, char **argv)
 	long ncpu;
 	size_t i;
 
-	while ((ch = getopt(argc, argv, "c:dnv")) != -1) {
+	while ((ch = getopt(argc, argv, "f:dnv")) != -1) {
 		switch (ch) {
-		case 'c':
+		case 'f':
 			path = optarg;
 			break;
 		case 'd':

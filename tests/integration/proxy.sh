@@ -168,7 +168,7 @@ proxy = {
 	backend_ca_file = "$T/cert.pem";
 };
 CONF
-"$BIN/mailplex-proxy" -d -c "$T/mailplex.conf" >"$T/proxy.log" 2>&1 &
+"$BIN/mailplex-proxy" -d -f "$T/mailplex.conf" >"$T/proxy.log" 2>&1 &
 PIDS="$PIDS $!"
 wait_port $PX $IMAP || die "mailplex-proxy did not start"
 wait_port $PX $POP3S || die "mailplex-proxy did not start (pop3s)"
@@ -186,7 +186,7 @@ sed -e '/^\t\(imaps\|pop3s\|tls_cert\|tls_key\|control\) =/d' \
 	-e 's/^\tworkers = .*/\tworkers = 1;/' \
 	-e 's/^\tmax_connections_per_ip = .*/\tmax_connections_per_ip = 3;/' \
 	"$T/mailplex.conf" >"$T/plain.conf"
-"$BIN/mailplex-proxy" -d -c "$T/plain.conf" >"$T/proxy-plain.log" 2>&1 &
+"$BIN/mailplex-proxy" -d -f "$T/plain.conf" >"$T/proxy-plain.log" 2>&1 &
 PIDS="$PIDS $!"
 wait_port $PX $PIMAP || die "plain mailplex-proxy did not start: $(cat "$T/proxy-plain.log")"
 timeout 120 python3 "$HERE/proxy_client.py" plain "$PX" "$PIMAP" 0 "$PPOP3" 0 \
