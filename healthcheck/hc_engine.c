@@ -514,7 +514,9 @@ hc_session_start(struct hc_session *s, struct ev_loop *loop, const struct hc_spe
 	memset(&s->result, 0, sizeof(s->result));
 	s->result.cert_days = HC_CERT_DAYS_NONE;
 	s->result.phase = s->steps[0].phase;
-	s->start_ms = time_mono_ms();
+	/* The run's timeout and its latency count from the same, fresh instant. */
+	ev_now_update(loop);
+	s->start_ms = ev_now_ms(loop);
 	s->running = 1;
 	/* The connect step never finishes at once: at worst it fails before any wait. */
 	hc_step_enter(s, &s->steps[0]);

@@ -104,6 +104,12 @@ ev_now_ms(const struct ev_loop *loop)
 	return loop->now_ms;
 }
 
+void
+ev_now_update(struct ev_loop *loop)
+{
+	loop->now_ms = time_mono_ms();
+}
+
 /* ---- descriptors ---- */
 
 static int

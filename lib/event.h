@@ -40,6 +40,11 @@ int ev_run(struct ev_loop *loop);
 void ev_stop(struct ev_loop *loop);
 /* Monotonic milliseconds, read once per iteration (cheap: callbacks use this). */
 uint64_t ev_now_ms(const struct ev_loop *loop);
+/*
+ * Re-reads the clock. For a callback that starts a timed operation late in a busy
+ * iteration: a timer armed from the stale time would fire early by that much.
+ */
+void ev_now_update(struct ev_loop *loop);
 
 /* Add, change or (events == 0) remove the watcher of fd. 0, or -1 with errno. */
 int ev_io_set(struct ev_loop *loop, int fd, int events, ev_io_fn *cb, void *arg);

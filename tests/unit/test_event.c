@@ -432,6 +432,21 @@ test_hook_can_stop_the_loop_before_it_sleeps(void **state)
 	ev_loop_free(loop);
 }
 
+static void
+test_now_update_refreshes_the_cached_clock(void **state)
+{
+	struct ev_loop *loop = ev_loop_new();
+	uint64_t before;
+
+	assert_non_null(loop);
+	before = ev_now_ms(loop);
+	usleep(20 * 1000);
+	assert_int_equal(ev_now_ms(loop), before); /* cached until asked */
+	ev_now_update(loop);
+	assert_true(ev_now_ms(loop) >= before + 20);
+	ev_loop_free(loop);
+}
+
 int
 main(void)
 {
@@ -446,6 +461,7 @@ main(void)
 	    cmocka_unit_test(test_signal_is_delivered_through_the_loop),
 	    cmocka_unit_test(test_before_sleep_hook_runs_each_iteration),
 	    cmocka_unit_test(test_hook_can_stop_the_loop_before_it_sleeps),
+	    cmocka_unit_test(test_now_update_refreshes_the_cached_clock),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
