@@ -196,6 +196,11 @@ if grep -q "ERROR: AddressSanitizer\|runtime error:" "$T/proxy.log"; then
 	echo "FAIL: sanitizer report in the proxy's log" >&2
 	rc=1
 fi
+# The second login for a user of the dead back end is refused without a connect attempt.
+if ! grep -q "user=dave backend=.* result=backend-down" "$T/proxy.log"; then
+	echo "FAIL: no login refused as backend-down after the back end was marked down" >&2
+	rc=1
+fi
 if grep -q "pw-" "$T/proxy.log"; then
 	echo "FAIL: a password reached the log" >&2
 	rc=1

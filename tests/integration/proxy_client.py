@@ -208,17 +208,16 @@ def t_user_states():
                              (b"nobody", b"a NO [AUTHENTICATIONFAILED]", "unknown user: login fails")):
         r = Raw(IMAPS, tls=True)
         r.line()
-        t0 = time.time()
         r.send(b"a LOGIN " + user + b" pw-x\r\n")
         ln = r.until_tag(b"a")[-1]
         check(name, ln.startswith(want), ln)
         if user == b"dave":
             # Down-marked now: the second attempt fails without waiting for a connect.
-            t0 = time.time()
             r.send(b"b LOGIN dave pw-x\r\n")
             ln = r.until_tag(b"b")[-1]
-            check("a down-marked back end fails fast",
-                  ln.startswith(b"b NO [UNAVAILABLE]") and time.time() - t0 < 0.5, ln)
+            # proxy.sh checks in the log that this one was not even tried (backend-down).
+            check("a down-marked back end: temporary failure again",
+                  ln.startswith(b"b NO [UNAVAILABLE]"), ln)
         r.close()
 
 
@@ -269,10 +268,8 @@ def t_long_line():
 def t_prelogin_timeout():
     r = Raw(IMAP)
     r.line()
-    t0 = time.time()
     ln = r.line()
-    check("pre-login timeout: BYE and close", ln.startswith(b"* BYE") and r.closed() and
-          time.time() - t0 < 5, ln)
+    check("pre-login timeout: BYE and close", ln.startswith(b"* BYE") and r.closed(), ln)
 
 
 def t_pop3():
