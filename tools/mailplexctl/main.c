@@ -73,6 +73,8 @@ main(int argc, char **argv)
 	char err[CONTROL_ERR_MAX], *reply;
 	uint64_t timeout_ms = CTL_TIMEOUT_MS;
 	size_t replylen, messagelen;
+	static char director_word[] = "director";
+	char *alias[6];
 	int ch, nargs, ok;
 
 	log_init("mailplexctl", 1, LOG_LEVEL_WARN);
@@ -96,6 +98,15 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	/* "mailplexctl drain RELAY [SERVICE]": drain and undrain are the director's. */
+	if (argc >= 1 && argc < (int)ARRAY_LEN(alias) &&
+	    (strcmp(argv[0], "drain") == 0 || strcmp(argv[0], "undrain") == 0)) {
+		alias[0] = director_word;
+		for (int i = 0; i < argc; i++)
+			alias[i + 1] = argv[i];
+		argv = alias;
+		argc++;
+	}
 	if (argc < 2)
 		ctl_usage("need a daemon and a command");
 	nargs = argc - 2;

@@ -113,7 +113,8 @@ sys_check drained_relay_leaves_ipvs $?
 "$CTL" -f "$CONF" director status >"$S/status.out"
 grep -Eq '^  relay1 +10\.79\.2\.21:8025 +- +drained' "$S/status.out"
 sys_check status_shows_drained_relay $? "$(tr '\n' '|' <"$S/status.out")"
-"$CTL" -f "$CONF" director undrain relay1
+# The short form the operators use: drain and undrain are the director's.
+"$CTL" -f "$CONF" undrain relay1
 sys_check mailplexctl_undrain_ok $?
 sys_wait_for 4000 "relay1 back" weight_is "$R1" 100
 sys_check undrained_relay_returns $?
