@@ -1,6 +1,6 @@
 #!/bin/sh
-# make demo: the end-to-end demonstration. It needs the director, the relay daemons and
-# the cluster pieces, which are not built yet; until they are, say so and fail plainly.
+# make demo: the end-to-end demonstration. It needs the SMTP forwarder, the relay agent
+# and the packages, which are not built yet; until they are, say so and fail plainly.
 cat <<'TEXT'
 mailplex demo — not built yet.
 
@@ -11,9 +11,13 @@ two Dovecot back ends; then send mail through the VIP to users on both back ends
 back over IMAP and POP3, fail the master director over, drain a relay, and print every
 step with the `mailplexctl status` tables.
 
-What works today: the per-user map. Try:
+What works today, and where to see it:
     make
     build/bin/mailplex-map compile conf/mailplex.map /tmp/mailplex.db
     build/bin/mailplex-map lookup /tmp/mailplex.db john@bigisp.com
+    build/bin/mailplex-director -n -f conf/mailplex.conf
+    make O=build/system check-system   # the director, DR/NAT, drain, keepalived failover
+                                       # against real kernel IPVS in user-mode Linux
+    sh tests/integration/proxy.sh "$PWD/build/bin"   # the proxy against two Dovecots
 TEXT
 exit 1
