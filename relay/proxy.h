@@ -56,10 +56,13 @@ struct proxy_ip_count {
 };
 
 struct proxy_session;
+struct control_server;
 
 /* One per worker process. */
 struct proxy_ctx {
 	struct ev_loop *loop;
+	size_t worker;                  /* index: its control socket is <proxy.control>.<worker> */
+	struct control_server *control; /* NULL if it could not be set up */
 	const struct mailplex_conf *conf;
 	struct map *map;
 	SSL_CTX *tls_server; /* NULL: no STARTTLS/STLS, no imaps/pop3s */
@@ -141,6 +144,7 @@ struct proxy_session {
 
 	/* The back end of the login in progress / the session. */
 	char user[SASL_USER_MAX + 1];
+	char mailbox[MAP_LOCAL_MAX + MAP_DOMAIN_MAX + 2]; /* the map's "local@domain" (kick) */
 	char be_name[MAP_NAME_MAX + 1];
 	char be_addr[SOCK_ADDR_STRLEN];
 	char be_host[MAP_HOST_MAX]; /* as the map names it: SNI and certificate check */
@@ -185,6 +189,12 @@ int proxy_conn_handshake(struct proxy_conn *c, char *err, size_t errlen);
 /* Copies in both directions: 1 progress, 0 none, -1 error or both done (reason set). */
 int proxy_pipe_step(struct proxy_session *s, const char **reason);
 void proxy_pipe_events(struct proxy_session *s, int *cev, int *bev);
+
+/* proxy_control.c */
+int proxy_mailbox_key(struct map *map, const char *user, char *key, size_t len, char *err,
+                      size_t errlen);
+void proxy_control_start(struct proxy_ctx *ctx);
+void proxy_control_stop(struct proxy_ctx *ctx);
 
 /* proxy_listen.c */
 int proxy_ip_add(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);

@@ -154,6 +154,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 	ctx.tls_client = m->tls_client;
 	ctx.listeners = m->sets[idx];
 	ctx.nlisteners = m->nlisteners;
+	ctx.worker = idx;
 	if ((ctx.loop = ev_loop_new()) == NULL)
 		fatal("ev_loop_new");
 	if ((ctx.map = map_open(m->conf->map.db, err, sizeof(err))) == NULL)
@@ -164,6 +165,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 	    ev_signal_add(ctx.loop, SIGHUP, worker_signal, &ctx) == -1)
 		fatal("ev_signal_add");
 	proxy_listeners_start(&ctx);
+	proxy_control_start(&ctx);
 	log_debug("worker %zu: running", idx);
 	if (ev_run(ctx.loop) == -1)
 		log_warn("worker %zu: event loop", idx);
@@ -171,6 +173,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 		proxy_session_close(ctx.sessions, "shutdown");
 		proxy_session_run(ctx.sessions);
 	}
+	proxy_control_stop(&ctx);
 	map_close(ctx.map);
 	ev_loop_free(ctx.loop);
 	_exit(0);

@@ -331,6 +331,9 @@ login_start(struct proxy_session *s, const struct sasl_creds *creds)
 	s->be_name[0] = s->be_addr[0] = '\0';
 	map_reopen_if_changed(s->ctx->map, 0);
 	map_lookup(s->ctx->map, s->user, &res);
+	if (res.local[0] == '\0' || res.domain[0] == '\0' ||
+	    str_format(s->mailbox, sizeof(s->mailbox), "%s@%s", res.local, res.domain) == -1)
+		s->mailbox[0] = '\0';
 	switch (res.status) {
 	case MAP_DELIVER:
 		if (res.nrcpt != 1 || res.rcpt[0].status != MAP_DELIVER ||

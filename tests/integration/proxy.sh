@@ -146,6 +146,9 @@ MAP
 chmod 644 "$T/map.db"
 
 # ---- the proxy: plain-text logins refused; STARTTLS, imaps, pop3s offered ----
+# Its workers create their control sockets after dropping to "nobody".
+mkdir "$T/ctl"
+chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
 cat >"$T/mailplex.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; };
@@ -157,7 +160,7 @@ proxy = {
 	workers = 2;
 	tls_cert = "$T/cert.pem";
 	tls_key = "$T/key.pem";
-	control = "$T/proxy.sock";
+	control = "$T/ctl/proxy.sock";
 	prelogin_timeout = "2s";
 	login_failure_delay = "100ms";
 	login_failures_max = 3;
@@ -174,7 +177,9 @@ wait_port $PX $IMAP || die "mailplex-proxy did not start"
 wait_port $PX $POP3S || die "mailplex-proxy did not start (pop3s)"
 
 cp "$T/d1/home/big/Maildir/new/2000.M2P2.test" "$T/big.eml"
-timeout 120 python3 "$HERE/proxy_client.py" tls "$PX" "$IMAP" "$IMAPS" "$POP3" "$POP3S" \
+[ -x "$BIN/mailplexctl" ] || die "no $BIN/mailplexctl"
+MAILPLEXCTL=$BIN/mailplexctl PROXY_CTL=$T/ctl/proxy.sock \
+	timeout 120 python3 "$HERE/proxy_client.py" tls "$PX" "$IMAP" "$IMAPS" "$POP3" "$POP3S" \
 	"$T/cert.pem" "$T/big.eml" "${PROXY_SESSIONS:-200}"
 rc=$?
 
@@ -199,6 +204,12 @@ fi
 # The second login for a user of the dead back end is refused without a connect attempt.
 if ! grep -q "user=dave backend=.* result=backend-down" "$T/proxy.log"; then
 	echo "FAIL: no login refused as backend-down after the back end was marked down" >&2
+	rc=1
+fi
+# A kick logs one line per session it closes.
+if ! grep -q "kicked by control: client=.* user=bob backend=d2" "$T/proxy.log" ||
+	! grep -q "user=bob backend=d2 state=pipe reason=kicked" "$T/proxy.log"; then
+	echo "FAIL: no log line for the kicked session" >&2
 	rc=1
 fi
 if grep -q "pw-" "$T/proxy.log"; then

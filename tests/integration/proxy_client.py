@@ -4,9 +4,11 @@
 # exits 1 if any check failed. Every socket has a timeout.
 import base64
 import imaplib
+import os
 import poplib
 import socket
 import ssl
+import subprocess
 import sys
 import time
 
@@ -16,6 +18,8 @@ IMAP, IMAPS, POP3, POP3S = (int(p) for p in sys.argv[3:7])
 CA = sys.argv[7]
 BIG = sys.argv[8]
 SESSIONS = int(sys.argv[9]) if len(sys.argv) > 9 else 100
+CTL = os.environ.get("MAILPLEXCTL")  # mailplexctl and the proxy's control socket base
+CTL_SOCK = os.environ.get("PROXY_CTL")
 TIMEOUT = 10
 failed = 0
 
@@ -364,10 +368,49 @@ def t_per_ip_cap():
     r.close()
 
 
+def ctl(*args):
+    p = subprocess.run([CTL, "-s", CTL_SOCK, "proxy"] + list(args), capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    return p.returncode, p.stdout, p.stderr
+
+
+def t_status_kick():
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"a LOGIN bob pw-bob\r\n")
+    ln = r.until_tag(b"a")[-1]
+    check("kick: bob logged in", ln.startswith(b"a OK"), ln)
+    port = ":%d " % r.s.getsockname()[1]
+    rc, out, err = ctl("status")
+    workers = [x for x in out.splitlines() if x.startswith("worker ")]
+    mine = [x for x in out.splitlines() if port in x]
+    check("proxy status: one line per worker (2)", rc == 0 and len(workers) == 2,
+          (rc, out, err))
+    check("proxy status lists bob's session (user, back end, protocol)",
+          len(mine) == 1 and " bob " in mine[0] and "d2 (" in mine[0] and " imap " in mine[0],
+          out)
+    check("proxy status counts it as logged in",
+          any(" 1 logged-in" in x for x in workers), workers)
+    rc, out, err = ctl("kick", "BOB@mail.test")
+    check("proxy kick BOB@mail.test (case, domain normalized): 1 session",
+          rc == 0 and "kicked 1 session(s) in total" in out, (rc, out, err))
+    check("kicked client's connection is closed", r.closed())
+    r.close()
+    rc, out, err = ctl("status")
+    check("proxy status no longer shows the kicked session", rc == 0 and port not in out,
+          (rc, out, err))
+    rc, out, err = ctl("kick", "nosuchuser")
+    check("proxy kick of an unknown user: 0 sessions",
+          rc == 0 and "kicked 0 session(s) in total" in out, (rc, out, err))
+    rc, out, err = ctl("frob")
+    check("mailplexctl proxy frob: usage error", rc == 2, (rc, out, err))
+
+
 if MODE == "plain":
     TESTS = (("plain splice", t_plain_splice), ("per-ip cap", t_per_ip_cap))
 else:
-    TESTS = (("imap plain refused", t_imap_plain_refused),
+    TESTS = (("status and kick", t_status_kick),
+             ("imap plain refused", t_imap_plain_refused),
              ("imap starttls", t_imap_starttls_alice),
              ("imaps bob", t_imaps_bob),
              ("wrong then right", t_wrong_then_right),

@@ -2,8 +2,10 @@
  * mailplexctl: sends one request to a mailplex daemon's control socket and prints the
  * reply. Owns argument checking and exit codes only: 0 the daemon said ok, 1 it said
  * error, 2 usage, config or connection trouble. It never changes anything by itself.
+ * The proxy's workers each serve <proxy.control>.<index>: proxy commands go to all of them.
  */
 #include <getopt.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,8 @@ static const struct ctl_command ctl_commands[] = {
     {"director", "health", 0, 0, "director health"},
     {"director", "drain", 1, 2, "director drain RELAY [SERVICE]"},
     {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
+    {"proxy", "status", 0, 0, "proxy status"},
+    {"proxy", "kick", 1, 1, "proxy kick USER"},
 };
 
 static void __attribute__((noreturn)) ctl_usage(const char *why)
@@ -57,25 +61,99 @@ ctl_socket_path(const char *conf_path, const char *daemon, char *path, size_t le
 		fprintf(stderr, "mailplexctl: %s\n", err);
 		return -1;
 	}
-	r = strcmp(daemon, "director") == 0 ? str_copy(path, len, conf.director.control) : -1;
+	if (strcmp(daemon, "director") == 0)
+		r = str_copy(path, len, conf.director.control);
+	else if (strcmp(daemon, "proxy") == 0)
+		r = str_copy(path, len, conf.proxy.control);
+	else
+		r = -1;
 	mailplex_conf_free(&conf);
 	if (r == -1)
 		fprintf(stderr, "mailplexctl: no control socket known for %s\n", daemon);
 	return r;
 }
 
+/* One request to one socket; prints the reply's body. Returns the exit code. */
+static int
+ctl_ask(const char *sock, const struct ctl_command *cmd, const char *line, uint64_t timeout_ms,
+        unsigned long *kicked)
+{
+	const char *message, *body, *k;
+	char err[CONTROL_ERR_MAX], *reply;
+	size_t replylen, messagelen;
+	int ok;
+
+	if (control_client_request(sock, line, timeout_ms, &reply, &replylen, err, sizeof(err)) ==
+	    -1) {
+		fprintf(stderr, "mailplexctl: %s: %s\n", sock, err);
+		return CTL_EXIT_USAGE;
+	}
+	if (control_reply_parse(reply, &ok, &message, &messagelen, &body) == -1) {
+		fprintf(stderr, "mailplexctl: %s: not a control reply\n", sock);
+		free(reply);
+		return CTL_EXIT_USAGE;
+	}
+	if (!ok) {
+		fprintf(stderr, "mailplexctl: %s: error: %.*s\n", cmd->daemon, (int)messagelen,
+		        message);
+		free(reply);
+		return CTL_EXIT_ERROR;
+	}
+	fputs(body, stdout);
+	/* A proxy worker's kick answer: "worker N pid P: kicked C session(s) of USER". */
+	if (kicked != NULL && (k = strstr(body, ": kicked ")) != NULL)
+		*kicked += strtoul(k + 9, NULL, 10);
+	free(reply);
+	return CTL_EXIT_OK;
+}
+
+/*
+ * The proxy: every worker's socket (base.0, base.1, ...), or base itself when there are
+ * none (-s naming one worker's socket). The worst exit code wins; kick adds a total.
+ */
+static int
+ctl_fan_out(const char *base, const struct ctl_command *cmd, const char *line,
+            uint64_t timeout_ms)
+{
+	char pattern[CONTROL_REQUEST_MAX_BYTES + 8];
+	unsigned long kicked = 0;
+	glob_t g;
+	int rc = CTL_EXIT_OK, r, gr;
+
+	if (str_format(pattern, sizeof(pattern), "%s.[0-9]*", base) == -1) {
+		fprintf(stderr, "mailplexctl: socket path too long\n");
+		return CTL_EXIT_USAGE;
+	}
+	memset(&g, 0, sizeof(g));
+	gr = glob(pattern, GLOB_NOESCAPE, NULL, &g);
+	if (gr != 0 && gr != GLOB_NOMATCH) {
+		fprintf(stderr, "mailplexctl: %s: cannot list the worker sockets\n", pattern);
+		globfree(&g);
+		return CTL_EXIT_USAGE;
+	}
+	if (g.gl_pathc == 0) {
+		rc = ctl_ask(base, cmd, line, timeout_ms, &kicked);
+	} else {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			if ((r = ctl_ask(g.gl_pathv[i], cmd, line, timeout_ms, &kicked)) > rc)
+				rc = r;
+	}
+	globfree(&g);
+	if (strcmp(cmd->name, "kick") == 0 && rc == CTL_EXIT_OK)
+		printf("kicked %lu session(s) in total\n", kicked);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-	const char *conf_path = NULL, *sock = NULL, *message, *body;
+	const char *conf_path = NULL, *sock = NULL;
 	const struct ctl_command *cmd = NULL;
 	char path[CONTROL_REQUEST_MAX_BYTES], line[CONTROL_REQUEST_MAX_BYTES];
-	char err[CONTROL_ERR_MAX], *reply;
 	uint64_t timeout_ms = CTL_TIMEOUT_MS;
-	size_t replylen, messagelen;
 	static char director_word[] = "director";
 	char *alias[6];
-	int ch, nargs, ok;
+	int ch, nargs, rc;
 
 	log_init("mailplexctl", 1, LOG_LEVEL_WARN);
 	while ((ch = getopt(argc, argv, "f:s:t:h")) != -1) {
@@ -136,27 +214,13 @@ main(int argc, char **argv)
 			return CTL_EXIT_USAGE;
 		sock = path;
 	}
-	if (control_client_request(sock, line, timeout_ms, &reply, &replylen, err, sizeof(err)) ==
-	    -1) {
-		fprintf(stderr, "mailplexctl: %s: %s\n", sock, err);
-		return CTL_EXIT_USAGE;
-	}
-	if (control_reply_parse(reply, &ok, &message, &messagelen, &body) == -1) {
-		fprintf(stderr, "mailplexctl: %s: not a control reply\n", sock);
-		free(reply);
-		return CTL_EXIT_USAGE;
-	}
-	if (!ok) {
-		fprintf(stderr, "mailplexctl: %s: error: %.*s\n", cmd->daemon, (int)messagelen,
-		        message);
-		free(reply);
-		return CTL_EXIT_ERROR;
-	}
-	fputs(body, stdout);
-	free(reply);
+	if (strcmp(cmd->daemon, "proxy") == 0)
+		rc = ctl_fan_out(sock, cmd, line, timeout_ms);
+	else
+		rc = ctl_ask(sock, cmd, line, timeout_ms, NULL);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "mailplexctl: cannot write the reply\n");
 		return CTL_EXIT_USAGE;
 	}
-	return CTL_EXIT_OK;
+	return rc;
 }
