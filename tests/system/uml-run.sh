@@ -92,9 +92,14 @@ if grep -qx 'RESULT=PASS' "$V"; then
 	echo "RESULT=PASS"
 	exit 0
 fi
-for s in $(awk '$1 == "SCENARIO" && $3 == "FAIL" { print $2 }' "$V"); do
+failed=$(awk '$1 == "SCENARIO" && $3 == "FAIL" { print $2 }' "$V")
+for s in $failed; do
 	echo "----- $s.log"
 	cat "$RUNDIR/$s.log" 2>/dev/null
+done
+# Last, so that the tail of a long CI log names what failed.
+for s in $failed; do
+	grep -E '\] (FAIL|timeout) ' "$RUNDIR/$s.log" 2>/dev/null | sed "s/^/$s: /"
 done
 echo "RESULT=FAIL"
 exit 1

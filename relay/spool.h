@@ -1,0 +1,93 @@
+/*
+ * The durable spool of mailplex-smtpd: the receivers write messages into it, the queue
+ * runner reads and delivers them. A message becomes visible to the runner only by rename()
+ * into queue/ after the file and tmp/ are fsynced, and queue/ is fsynced before the 250:
+ * whatever was acknowledged survives kill -9 and a power cut. Nothing here talks to the
+ * network or decides routing.
+ *
+ * Layout under smtpd.spool (default /var/spool/mailplex):
+ *   tmp/QID     being received; never read by the runner; removed by spool_recover()
+ *   queue/QID   a complete message: envelope, then the body (with our Received: header)
+ *               to end of file; immutable once renamed here
+ *   state/QID   the runner's own per-recipient delivery log (see queue.h); never touched
+ *               by the receivers
+ *
+ * The envelope is encoded so that no byte a client sent can forge a record: every field
+ * is length-prefixed, never one field per line (see spool.c for the exact encoding).
+ */
+#ifndef MAILPLEX_SPOOL_H
+#define MAILPLEX_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "map.h"
+#include "sock.h"
+
+#define SPOOL_QID_MAX       32   /* queue ids: [0-9A-F], unique per spool */
+#define SPOOL_HELO_MAX      255  /* the EHLO/HELO argument as the client sent it */
+#define SPOOL_RCPT_MAX      1000 /* hard ceiling; smtpd.max_recipients is below it */
+#define SPOOL_ENVELOPE_MAX  (1024 * 1024) /* an encoded envelope larger than this is corrupt */
+
+enum spool_body_type {
+	SPOOL_BODY_7BIT,
+	SPOOL_BODY_8BITMIME,
+	SPOOL_BODY_BINARYMIME, /* only through BDAT */
+};
+
+/* One recipient after alias expansion: one back end, one address. */
+struct spool_rcpt {
+	char addr[MAP_ADDR_MAX + 1];       /* deliver to this: local[+detail]@domain */
+	char orig[MAP_ADDR_MAX + 1];       /* as the client gave it in RCPT TO (DSN ORCPT) */
+	char backend[MAP_NAME_MAX + 1];    /* the map's back end when the message was accepted */
+};
+
+struct spool_envelope {
+	char qid[SPOOL_QID_MAX + 1];
+	char sender[MAP_ADDR_MAX + 1];         /* "" for the null sender <> */
+	char client_addr[SOCK_ADDR_STRLEN];    /* "192.0.2.1" / "2001:db8::1" */
+	char helo[SPOOL_HELO_MAX + 1];
+	uint64_t arrival;                      /* unix seconds */
+	enum spool_body_type body_type;
+	int smtputf8;                          /* MAIL FROM ... SMTPUTF8 */
+	size_t nrcpt;
+	struct spool_rcpt *rcpt;               /* nrcpt entries, malloc'ed */
+};
+
+struct spool;        /* an open spool directory */
+struct spool_writer; /* one message being received */
+
+/* Opens (and creates the subdirectories of) a spool. NULL with err on failure. */
+struct spool *spool_open(const char *dir, char *err, size_t errlen);
+void spool_close(struct spool *sp);
+const char *spool_dir(const struct spool *sp);
+
+/* Start-up: removes everything in tmp/ (never acknowledged). Returns the count, -1 on error. */
+int spool_recover(struct spool *sp, char *err, size_t errlen);
+
+/*
+ * Receiving one message: writer_new creates tmp/QID and writes the envelope (env->qid is
+ * filled in); body appends; commit fsyncs the file and tmp/, renames it into queue/ and
+ * fsyncs queue/ - only then may the receiver answer 250. abort removes the temp file.
+ * A full disk (ENOSPC, EDQUOT) is reported with *tempfail = 1: the client gets a 452/451.
+ */
+struct spool_writer *spool_writer_new(struct spool *sp, struct spool_envelope *env,
+                                      int *tempfail, char *err, size_t errlen);
+int spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *tempfail,
+                      char *err, size_t errlen);
+int spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+void spool_writer_abort(struct spool_writer *w);
+
+/*
+ * Reading: decodes an envelope from the start of a queue file (bounded: refuses anything
+ * malformed, truncated or over the limits). *body_off is where the body starts.
+ * spool_envelope_decode is the pure parser (fuzzed); spool_envelope_read reads from fd.
+ */
+int spool_envelope_decode(const uint8_t *buf, size_t len, struct spool_envelope *env,
+                          size_t *used, char *err, size_t errlen);
+int spool_envelope_read(int fd, struct spool_envelope *env, off_t *body_off, char *err,
+                        size_t errlen);
+void spool_envelope_free(struct spool_envelope *env);
+
+#endif
