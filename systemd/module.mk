@@ -1,2 +1,2 @@
 # systemd units: *.service.in get the install paths substituted at install time.
-UNITS := mailplex-director.service
+UNITS := mailplex-director.service mailplex-proxy.service
