@@ -21,6 +21,7 @@ PREFIX    ?= /usr/local
 SBINDIR   ?= $(PREFIX)/sbin
 BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
+DOCDIR    ?= $(PREFIX)/share/doc/mailplex
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var
 RUNSTATEDIR ?= /run
@@ -168,6 +169,9 @@ check-integration: all
 check-fuzz: fuzzers
 	@tests/run-fuzz.sh $(O)/fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
+# Examples the operator copies by hand (sysctl.d snippets, a generated keepalived.conf).
+CONF_EXAMPLES := conf/keepalived.conf.example conf/sysctl-director.conf conf/sysctl-relay-dr.conf
+
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mailplex \
 	        $(DESTDIR)$(LOCALSTATEDIR)/lib/mailplex $(DESTDIR)$(LOCALSTATEDIR)/spool/mailplex
@@ -185,6 +189,8 @@ install: all
 	@for m in $(MANPAGES); do \
 	    s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 $(CONF_EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
 
 demo:
 	@tests/demo.sh
