@@ -695,6 +695,31 @@ master_signal(struct ev_loop *loop, int signo, void *arg)
 		master_stop(m);
 }
 
+/*
+ * path made absolute against the working directory, symbolic links left alone (a reload
+ * follows a link switched to another file). malloc'd; NULL with errno.
+ */
+static char *
+path_absolute(const char *path)
+{
+	char cwd[PATH_MAX], *abs;
+	size_t len;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return NULL;
+	len = strlen(cwd) + 1 + strlen(path) + 1;
+	if ((abs = malloc(len)) == NULL)
+		return NULL;
+	if (str_format(abs, len, "%s/%s", cwd, path) == -1) {
+		free(abs);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	return abs;
+}
+
 static void
 raise_nofile(void)
 {
@@ -715,9 +740,19 @@ main(int argc, char **argv)
 	struct proxy_retired *r;
 	const char *path = MAILPLEX_CONF_PATH;
 	char err[CONF_ERR_MAX], *abspath;
+	sigset_t early;
 	int ch, foreground = 0, check_only = 0;
-	sigset_t quit;
 
+	/*
+	 * SIGQUIT stays blocked for good: a worker's waits in its mask until its loop takes
+	 * it (the master does not act on it). SIGHUP is blocked until the loop takes it, so
+	 * that one sent while we start waits instead of killing the master.
+	 */
+	sigemptyset(&early);
+	sigaddset(&early, SIGQUIT);
+	sigaddset(&early, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &early, NULL) == -1)
+		fatal("sigprocmask");
 	memset(&m, 0, sizeof(m));
 	while ((ch = getopt(argc, argv, "f:dnv")) != -1) {
 		switch (ch) {
@@ -752,7 +787,7 @@ main(int argc, char **argv)
 	if (m.gen->tls_server == NULL && !m.gen->conf.proxy.allow_plaintext_login)
 		log_warnx(
 		    "proxy: no TLS and allow_plaintext_login = false: every login is refused");
-	if ((abspath = realpath(path, NULL)) == NULL)
+	if ((abspath = path_absolute(path)) == NULL)
 		fatal("%s", path);
 	m.conf_path = abspath;
 	raise_nofile();
@@ -766,11 +801,6 @@ main(int argc, char **argv)
 	 */
 	if (geteuid() != 0)
 		log_info("not running as root: workers keep uid %u", (unsigned)geteuid());
-	/* Blocked for good: a worker's SIGQUIT waits in its mask until its loop takes it. */
-	sigemptyset(&quit);
-	sigaddset(&quit, SIGQUIT);
-	if (sigprocmask(SIG_BLOCK, &quit, NULL) == -1)
-		fatal("sigprocmask");
 	if (!foreground && daemon(0, 0) == -1)
 		fatal("daemon");
 
