@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 T, MASTER, HOST, BIN, BADLINE = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
@@ -307,10 +308,86 @@ def t_old_workers_leave():
     m.logout()
 
 
+def master_sockets():
+    """Inodes of the sockets the master holds: the listener sets."""
+    fd_dir = "/proc/%d/fd" % MASTER
+    out = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:"):
+            out.add(link)
+    return out
+
+
+def t_reload_under_load():
+    """workers 1 -> 2, same listeners, while a client connects over and over."""
+    before = master_sockets()
+    stop = threading.Event()
+    phase = [0]  # 0 before the SIGHUP, 1 until the old worker retired, 2 after
+    results = {"ok": [0, 0, 0], "bad": []}
+
+    def hammer():
+        deadline = time.time() + 60
+        for _ in range(20000):  # bounded in count and time; stopped long before
+            if stop.is_set() or time.time() > deadline:
+                return
+            p = phase[0]
+            try:
+                s = socket.create_connection((HOST, IMAP), TIMEOUT)
+                s.settimeout(TIMEOUT)
+                g = s.recv(200)
+                s.close()
+                if g.startswith(b"* OK"):
+                    results["ok"][p] += 1
+                else:
+                    results["bad"].append(g)
+            except OSError as e:
+                results["bad"].append(repr(e))
+            time.sleep(0.005)
+
+    th = threading.Thread(target=hammer)
+    th.start()
+    time.sleep(0.3)
+    off = reload(os.path.join(T, "conf3"))
+    phase[0] = 1
+    line = wait_log(off, r"reload: generation 3 running: .*")
+    retired = wait_log(off, r"worker 0 \(generation 2\): retired by a reload")
+    phase[0] = 2
+    time.sleep(0.3)
+    stop.set()
+    th.join(TIMEOUT + 5)
+    check("generation 3: two workers, no listener added or removed",
+          line is not None and "2 worker(s) as nobody (were 1); listeners added: none; "
+          "removed: none" in line, line)
+    check("the generation-2 worker retired", retired is not None)
+    check("connections before, during and after the reload all got a greeting %s" %
+          results["ok"], not th.is_alive() and results["ok"][0] > 0 and
+          results["ok"][2] > 0 and not results["bad"], results["bad"][:3])
+    after = master_sockets()
+    check("the listeners that stayed are the same sockets (taken over, not bound again)",
+          len(before) == 4 and before < after and len(after) == 8, (before, after))
+    left = None
+    for _ in range(100):
+        left = children()
+        if not (left & S["gen2"]) and len(left) == 2:
+            break
+        time.sleep(0.1)
+    check("the generation-2 worker without sessions left; two new ones run",
+          not (left & S["gen2"]) and len(left) == 2, (left, S["gen2"]))
+    for port in (IMAP, NEW):
+        m = imap_login(port, "bob")
+        check("generation 3 serves port %d" % port, subject(m) == "Subject: bob on d2")
+        m.logout()
+
+
 step("before the reload", t_before)
 step("reload with a syntax error", t_syntax_error)
 step("reload with a broken certificate", t_bad_certificate)
 step("reload with a listener that cannot be bound", t_bind_failure)
 step("valid reload", t_reload)
 step("old workers leave", t_old_workers_leave)
+step("reload under load", t_reload_under_load)
 sys.exit(1 if failed else 0)

@@ -143,7 +143,8 @@ done
 	die "map compile: $(cat "$T/map.out")"
 chmod 644 "$T/map.db"
 
-# ---- configurations: the first, the next (listeners, workers, certificate), two broken ----
+# ---- configurations: the first, the next (listeners, workers, certificate), a third
+# (workers only), three broken ----
 mkdir "$T/ctl"
 chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
 cat >"$T/conf1" <<CONF
@@ -164,6 +165,7 @@ proxy = {
 CONF
 sed -e "s|\"$PX:$GONE\"|\"$PX:$NEW\"|" -e 's/workers = 2;/workers = 1;/' \
 	-e "s|/one\.|/two.|g" "$T/conf1" >"$T/conf2"
+sed -e 's/workers = 1;/workers = 2;/' "$T/conf2" >"$T/conf3"
 sed -e 's/workers = 2;/workers = = 2;/' "$T/conf1" >"$T/conf-syntax"
 BADLINE=$(grep -n 'workers = = 2;' "$T/conf-syntax" | cut -d: -f1)
 sed -e "s|\"$T/one.pem\"|\"$T/broken.pem\"|" "$T/conf1" >"$T/conf-badcert"
