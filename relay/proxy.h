@@ -76,6 +76,13 @@ struct proxy_ctx {
 	struct proxy_session *sessions; /* every live session (status, kick) */
 	struct proxy_be_health *health;
 	struct proxy_ip_count *ips[PROXY_IP_BUCKETS];
+
+	/*
+	 * Reload (SIGHUP to the master): which configuration this worker runs, and whether a
+	 * newer one took over (no accepting; the worker exits after its last session).
+	 */
+	unsigned long generation;
+	int retiring;
 };
 
 /* Bytes queued toward one peer. */
@@ -193,13 +200,15 @@ void proxy_pipe_events(struct proxy_session *s, int *cev, int *bev);
 /* proxy_control.c */
 int proxy_mailbox_key(struct map *map, const char *user, char *key, size_t len, char *err,
                       size_t errlen);
-void proxy_control_start(struct proxy_ctx *ctx);
+int proxy_control_start(struct proxy_ctx *ctx, char *err, size_t errlen);
+void proxy_control_retire(struct proxy_ctx *ctx);
 void proxy_control_stop(struct proxy_ctx *ctx);
 
 /* proxy_listen.c */
 int proxy_ip_add(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
 void proxy_ip_del(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
 int proxy_listeners_start(struct proxy_ctx *ctx);
+void proxy_listeners_stop(struct proxy_ctx *ctx);
 void proxy_accept_resume(struct proxy_ctx *ctx);
 
 #endif
