@@ -106,6 +106,7 @@ enum proxy_state {
 	PS_BE_TLS, /* back-end handshake (implicit, or after STARTTLS) */
 	PS_BE_GREETING,
 	PS_BE_STARTTLS, /* waiting for the back end's STARTTLS/STLS answer */
+	PS_BE_ADDR,     /* telling it the client's address: IMAP ID, POP3 CAPA/XCLIENT */
 	PS_BE_LOGIN,    /* login command sent, waiting for its answer */
 	PS_FAIL_DELAY,  /* holding a failed login's answer */
 	PS_PIPE,        /* logged in: copying bytes */
@@ -150,6 +151,7 @@ struct proxy_session {
 	char be_host[MAP_HOST_MAX]; /* as the map names it: SNI and certificate check */
 	enum map_tls be_tls;
 	int be_literal_plus; /* the greeting advertised LITERAL+ */
+	int be_xclient;      /* POP3: its CAPA listed XCLIENT */
 	int be_step;         /* position inside the login exchange */
 };
 

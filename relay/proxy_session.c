@@ -24,6 +24,7 @@ static const char *const state_names[] = {
     [PS_BE_TLS] = "be-tls",
     [PS_BE_GREETING] = "be-greeting",
     [PS_BE_STARTTLS] = "be-starttls",
+    [PS_BE_ADDR] = "be-client-address",
     [PS_BE_LOGIN] = "be-login",
     [PS_FAIL_DELAY] = "fail-delay",
     [PS_PIPE] = "pipe",
@@ -69,6 +70,7 @@ proxy_session_set_state(struct proxy_session *s, enum proxy_state st)
 	case PS_BE_TLS:
 	case PS_BE_GREETING:
 	case PS_BE_STARTTLS:
+	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
 		ms = pc->backend_login_timeout_ms;
 		break;
@@ -687,6 +689,7 @@ session_events(struct proxy_session *s)
 		break;
 	case PS_BE_GREETING:
 	case PS_BE_STARTTLS:
+	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
 		bev |= EV_READ;
 		break;
@@ -804,6 +807,7 @@ proxy_session_run(struct proxy_session *s)
 		case PS_BE_TLS:
 		case PS_BE_GREETING:
 		case PS_BE_STARTTLS:
+		case PS_BE_ADDR:
 		case PS_BE_LOGIN:
 			progress |= proxy_backend_step(s);
 			break;
@@ -849,6 +853,7 @@ session_timeout(struct ev_loop *loop, void *arg)
 	case PS_BE_TLS:
 	case PS_BE_GREETING:
 	case PS_BE_STARTTLS:
+	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
 		proxy_backend_timeout(s);
 		break;
