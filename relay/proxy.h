@@ -27,6 +27,8 @@
 #define PROXY_CLIENT_OUT_MAX    65536 /* pre-login replies queued before we stop reading */
 #define PROXY_FAIL_DELAY_MAX_MS 30000 /* ceiling of the doubled login-failure delay */
 #define PROXY_IP_BUCKETS        4096
+#define PROXY_DNS_TTL_MS        60000 /* a back end's resolved addresses are reused this long */
+#define PROXY_DNS_NEG_TTL_MS    5000  /* ... and a failed resolution */
 
 enum proxy_proto {
 	PROXY_IMAP,
@@ -57,6 +59,7 @@ struct proxy_ip_count {
 
 struct proxy_session;
 struct control_server;
+struct resolver;
 
 /* One per worker process. */
 struct proxy_ctx {
@@ -75,6 +78,7 @@ struct proxy_ctx {
 	unsigned nsessions;
 	struct proxy_session *sessions; /* every live session (status, kick) */
 	struct proxy_be_health *health;
+	struct resolver *resolver; /* back-end host names; made at the first name */
 	struct proxy_ip_count *ips[PROXY_IP_BUCKETS];
 };
 
@@ -102,6 +106,7 @@ enum proxy_state {
 	PS_CLIENT_TLS,      /* implicit TLS handshake before the greeting */
 	PS_PRELOGIN,        /* reading commands */
 	PS_CLIENT_STARTTLS, /* STARTTLS/STLS answered; handshake once the answer is out */
+	PS_BE_RESOLVE, /* waiting for the back end's host name to resolve */
 	PS_BE_CONNECT,
 	PS_BE_TLS, /* back-end handshake (implicit, or after STARTTLS) */
 	PS_BE_GREETING,
@@ -149,6 +154,8 @@ struct proxy_session {
 	char be_name[MAP_NAME_MAX + 1];
 	char be_addr[SOCK_ADDR_STRLEN];
 	char be_host[MAP_HOST_MAX]; /* as the map names it: SNI and certificate check */
+	uint16_t be_port;
+	unsigned be_try; /* which of the name's addresses is being connected to */
 	enum map_tls be_tls;
 	int be_literal_plus; /* the greeting advertised LITERAL+ */
 	int be_xclient;      /* POP3: its CAPA listed XCLIENT */

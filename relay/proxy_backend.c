@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+
+#include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include "backend_proto.h"
 #include "log.h"
 #include "proxy.h"
+#include "resolve.h"
 #include "tls.h"
 #include "util.h"
 
@@ -35,6 +38,8 @@ enum be_addr_step {
 	BE_ADDR_POP3_CAPA_LN, /* reading the capability list up to "." */
 	BE_ADDR_POP3_XCLIENT, /* waiting for XCLIENT's answer */
 };
+
+static void be_connect_next(struct proxy_session *s, unsigned first);
 
 static struct proxy_be_health *
 health_get(struct proxy_ctx *ctx, const char *name, int create)
@@ -91,38 +96,96 @@ health_ok(struct proxy_session *s)
 	}
 }
 
+static void
+backend_resolved(void *arg, const char *host)
+{
+	struct proxy_ctx *ctx = arg;
+	struct proxy_session *s, *next;
+
+	/* Every login waiting for this name goes on (rare: once per name and TTL). */
+	for (s = ctx->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state != PS_BE_RESOLVE || strcasecmp(s->be_host, host) != 0)
+			continue;
+		be_connect_next(s, 0);
+		proxy_session_run(s);
+	}
+}
+
+/* Connects to the name's address number `first` or a later one; fails the login if none. */
+static void
+be_connect_next(struct proxy_session *s, unsigned first)
+{
+	const struct resolve_addrs *a;
+	struct sockaddr_storage ss;
+	char err[256];
+	unsigned i;
+	int fd;
+
+	switch (resolver_lookup(s->ctx->resolver, s->be_host, &a, err, sizeof(err))) {
+	case RESOLVE_PENDING:
+		if (first == 0) {
+			proxy_session_set_state(s, PS_BE_RESOLVE);
+			return;
+		}
+		/* A refresh started meanwhile: the addresses we were trying are still here. */
+		a = resolver_cached(s->ctx->resolver, s->be_host);
+		break;
+	case RESOLVE_FAILED:
+		log_warnx("backend %s: %s", s->be_name, err);
+		proxy_session_temp_fail(s, "backend-unresolvable");
+		return;
+	case RESOLVE_OK:
+		break;
+	}
+	for (i = first; a != NULL && i < a->n; i++) {
+		ss = a->ss[i];
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = htons(s->be_port);
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(s->be_port);
+		if (sock_addr_format((const struct sockaddr *)&ss, s->be_addr, sizeof(s->be_addr)) ==
+		    -1)
+			str_copy(s->be_addr, sizeof(s->be_addr), "?");
+		if ((fd = sock_connect_start(&ss, a->len[i], err, sizeof(err))) == -1) {
+			log_warnx("backend %s (%s): %s", s->be_name, s->be_addr, err);
+			continue;
+		}
+		s->be_try = i;
+		s->be.fd = fd;
+		linebuf_init(&s->be_lb, 512, PROXY_BE_LINE_MAX);
+		proxy_session_set_state(s, PS_BE_CONNECT);
+		return;
+	}
+	health_fail(s);
+	proxy_session_temp_fail(s, "connect-failed");
+}
+
 void
 proxy_backend_start(struct proxy_session *s, const struct map_endpoint *ep, const char *name,
                     enum map_tls tls)
 {
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	char addr[SOCK_ADDR_STRLEN + 2], err[256];
-	int fd;
+	char err[256];
 
 	s->be_tls = tls;
 	s->be_literal_plus = 0;
+	s->be_xclient = 0;
+	s->be_port = ep->port;
 	str_copy(s->be_host, sizeof(s->be_host), ep->host);
-	if (strchr(ep->host, ':') != NULL)
-		str_format(addr, sizeof(addr), "[%s]:%u", ep->host, ep->port);
-	else
-		str_format(addr, sizeof(addr), "%s:%u", ep->host, ep->port);
-	str_copy(s->be_addr, sizeof(s->be_addr), addr);
-	/* TODO: host names need resolving off the loop (at map load); IP literals only now. */
-	if (sock_addr_parse(addr, &ss, &sslen, err, sizeof(err)) == -1) {
-		log_warnx("backend %s: %s", name, err);
-		proxy_session_temp_fail(s, "backend-address");
-		return;
+	if (str_format(s->be_addr, sizeof(s->be_addr),
+	               strchr(ep->host, ':') != NULL ? "[%s]:%u" : "%s:%u", ep->host,
+	               ep->port) == -1)
+		str_copy(s->be_addr, sizeof(s->be_addr), "?");
+	if (s->ctx->resolver == NULL) {
+		s->ctx->resolver = resolver_new(s->ctx->loop, PROXY_DNS_TTL_MS, PROXY_DNS_NEG_TTL_MS,
+		                                backend_resolved, s->ctx, err, sizeof(err));
+		if (s->ctx->resolver == NULL) {
+			log_warnx("backend %s: %s", name, err);
+			proxy_session_temp_fail(s, "backend-unresolvable");
+			return;
+		}
 	}
-	if ((fd = sock_connect_start(&ss, sslen, err, sizeof(err))) == -1) {
-		log_warnx("backend %s: %s", name, err);
-		health_fail(s);
-		proxy_session_temp_fail(s, "connect-failed");
-		return;
-	}
-	s->be.fd = fd;
-	linebuf_init(&s->be_lb, 512, PROXY_BE_LINE_MAX);
-	proxy_session_set_state(s, PS_BE_CONNECT);
+	be_connect_next(s, 0);
 }
 
 void
@@ -508,8 +571,10 @@ be_connected(struct proxy_session *s)
 {
 	if (sock_connect_result(s->be.fd) == -1) {
 		log_warnx("backend %s (%s): connect: %s", s->be_name, s->be_addr, strerror(errno));
-		health_fail(s);
-		proxy_session_temp_fail(s, "connect-failed");
+		/* A name's other addresses are tried in order (localhost: ::1, then 127.0.0.1). */
+		proxy_conn_close(s->ctx, &s->be);
+		linebuf_free(&s->be_lb);
+		be_connect_next(s, s->be_try + 1);
 		return 1;
 	}
 	health_ok(s);

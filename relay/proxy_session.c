@@ -20,6 +20,7 @@ static const char *const state_names[] = {
     [PS_CLIENT_TLS] = "client-tls",
     [PS_PRELOGIN] = "prelogin",
     [PS_CLIENT_STARTTLS] = "starttls",
+    [PS_BE_RESOLVE] = "be-resolve",
     [PS_BE_CONNECT] = "be-connect",
     [PS_BE_TLS] = "be-tls",
     [PS_BE_GREETING] = "be-greeting",
@@ -64,6 +65,7 @@ proxy_session_set_state(struct proxy_session *s, enum proxy_state st)
 	case PS_CLIENT_STARTTLS:
 		ms = pc->prelogin_timeout_ms;
 		break;
+	case PS_BE_RESOLVE:
 	case PS_BE_CONNECT:
 		ms = pc->backend_connect_timeout_ms;
 		break;
@@ -849,6 +851,7 @@ session_timeout(struct ev_loop *loop, void *arg)
 			reply(s, "-ERR Disconnected for inactivity.\r\n");
 		session_closing(s, "pre-login timeout");
 		break;
+	case PS_BE_RESOLVE:
 	case PS_BE_CONNECT:
 	case PS_BE_TLS:
 	case PS_BE_GREETING:

@@ -13,6 +13,7 @@ IMAP=$((BASE + 0)) IMAPS=$((BASE + 1)) POP3=$((BASE + 2)) POP3S=$((BASE + 3))
 BIMAP=$((BASE + 4)) BPOP3=$((BASE + 5)) DEADPORT=$((BASE + 9))
 HIMAP=$((BASE + 10)) HPOP3=$((BASE + 11)) # d1's listeners that expect a PROXY v2 header
 VIMAP=$((BASE + 12)) VPOP3=$((BASE + 13)) # the proxy that sends one
+LIMAP=$((BASE + 14)) LPOP3=$((BASE + 15)) # d1 on 127.0.0.1: a back end named "localhost"
 T=$(mktemp -d /tmp/mailplex-proxy.XXXXXX)
 chmod 755 "$T"
 PIDS=""
@@ -65,7 +66,7 @@ dovecot_start() { # NAME ADDR EXTRA-CONFIG
 	D=$T/$1
 	mkdir -p "$D/run" "$D/state" "$D/home"
 	: >"$D/users"
-	for u in alice bob carol big frank; do
+	for u in alice bob carol big frank erin; do
 		printf '%s:{PLAIN}pw-%s::::%s/home/%s\n' "$u" "$u" "$D" "$u" >>"$D/users"
 		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
 		printf 'From: t@test\r\nSubject: %s on %s\r\n\r\nhello %s\r\n' "$u" "$1" "$u" \
@@ -123,6 +124,10 @@ service imap-login {
     port = $HIMAP
     haproxy = yes
   }
+  inet_listener imap_localhost {
+    address = 127.0.0.1
+    port = $LIMAP
+  }
   inet_listener imaps {
     port = 0
   }
@@ -134,6 +139,10 @@ service pop3-login {
   inet_listener pop3_haproxy {
     port = $HPOP3
     haproxy = yes
+  }
+  inet_listener pop3_localhost {
+    address = 127.0.0.1
+    port = $LPOP3
   }
   inet_listener pop3s {
     port = 0
@@ -164,6 +173,8 @@ backend d1   lmtp=$BE1:24 imap=$BE1:$BIMAP pop3=$BE1:$BPOP3 tls=off
 backend d2   lmtp=$BE2:24 imap=$BE2:$BIMAP pop3=$BE2:$BPOP3 tls=on
 backend dead lmtp=$DEAD:24 imap=$DEAD:$DEADPORT pop3=$DEAD:$DEADPORT tls=off
 backend d1h  lmtp=$BE1:24 imap=$BE1:$HIMAP pop3=$BE1:$HPOP3 tls=off
+backend d1n  lmtp=localhost:24 imap=localhost:$LIMAP pop3=localhost:$LPOP3 tls=off
+backend nx   lmtp=nx.mailplex.invalid:24 imap=nx.mailplex.invalid:143 pop3=nx.mailplex.invalid:110 tls=off
 domain mail.test
 user alice d1
 user big d1
@@ -171,6 +182,8 @@ user bob d2
 user carol migrating d1 -> d2
 user dave dead
 user frank d1h
+user erin d1n
+user gina nx
 user mallory reject "closed"
 MAP
 "$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
@@ -242,6 +255,12 @@ dovecot_saw() {
 	fi
 }
 
+# ---- back ends by host name (resolved off the loop): localhost works ----
+curl_has "imaps: back end named localhost (getaddrinfo_a)" "Subject: erin on d1" \
+	--user erin:pw-erin "imaps://$PX:$IMAPS/INBOX;UID=1"
+curl_has "pop3s: back end named localhost" "Subject: erin on d1" \
+	--user erin:pw-erin "pop3s://$PX:$POP3S/1"
+
 # ---- the client's address reaches the back end: IMAP ID and POP3 XCLIENT ----
 curl_has "imaps from $CLIENT through the proxy (ID to d1)" "Subject: alice on d1" \
 	--interface $CLIENT --user alice:pw-alice "imaps://$PX:$IMAPS/INBOX;UID=1"
@@ -296,6 +315,12 @@ fi
 # The second login for a user of the dead back end is refused without a connect attempt.
 if ! grep -q "user=dave backend=.* result=backend-down" "$T/proxy.log"; then
 	echo "FAIL: no login refused as backend-down after the back end was marked down" >&2
+	rc=1
+fi
+# A name that cannot resolve (.invalid, never looked up) fails the login for a while.
+if ! grep -q "user=gina backend=nx@nx.mailplex.invalid:143 result=backend-unresolvable" \
+	"$T/proxy.log"; then
+	echo "FAIL: no login refused as backend-unresolvable for an .invalid back end" >&2
 	rc=1
 fi
 # A kick logs one line per session it closes.

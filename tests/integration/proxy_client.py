@@ -208,6 +208,8 @@ def t_pipelined_after_login():
 def t_user_states():
     for user, want, name in ((b"carol", b"a NO [UNAVAILABLE]", "migrating user: temporary failure"),
                              (b"dave", b"a NO [UNAVAILABLE]", "dead back end: temporary failure"),
+                             (b"gina", b"a NO [UNAVAILABLE]",
+                              "back-end name that does not resolve: temporary failure"),
                              (b"mallory", b"a NO [AUTHENTICATIONFAILED]", "rejected user: login fails"),
                              (b"nobody", b"a NO [AUTHENTICATIONFAILED]", "unknown user: login fails")):
         r = Raw(IMAPS, tls=True)
@@ -311,6 +313,13 @@ def t_pop3():
         check("pop3 migrating user: -ERR [SYS/TEMP]", False)
     except poplib.error_proto as e:
         check("pop3 migrating user: -ERR [SYS/TEMP]", "[SYS/TEMP]" in str(e), e)
+    p.user("gina")
+    try:
+        p.pass_("pw-gina")
+        check("pop3 back-end name that does not resolve: -ERR [SYS/TEMP]", False)
+    except poplib.error_proto as e:
+        check("pop3 back-end name that does not resolve: -ERR [SYS/TEMP]", "[SYS/TEMP]" in str(e),
+              e)
     p.user("alice")
     p.pass_("pw-alice")
     check("pop3 right password after failures on the same connection", p.stat()[0] == 1)
