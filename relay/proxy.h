@@ -182,6 +182,7 @@ int proxy_backend_is_down(struct proxy_ctx *ctx, const char *name);
 
 /* proxy_pipe.c: the I/O of one side, and the copy after login */
 void proxy_conn_init(struct proxy_conn *c);
+void proxy_conn_tls_lean(SSL *ssl);
 void proxy_conn_close(struct proxy_ctx *ctx, struct proxy_conn *c);
 int proxy_obuf_add(struct proxy_obuf *b, const void *data, size_t len);
 int proxy_obuf_vprintf(struct proxy_obuf *b, const char *fmt, va_list ap)

@@ -364,6 +364,7 @@ be_tls_start(struct proxy_session *s)
 		proxy_session_temp_fail(s, "backend-tls-failed");
 		return -1;
 	}
+	proxy_conn_tls_lean(s->be.ssl);
 	proxy_session_set_state(s, PS_BE_TLS);
 	return 0;
 }

@@ -630,6 +630,7 @@ client_handshake(struct proxy_session *s)
 			proxy_session_close(s, "tls setup failed");
 			return 0;
 		}
+		proxy_conn_tls_lean(s->client.ssl);
 	}
 	r = proxy_conn_handshake(&s->client, err, sizeof(err));
 	if (r == 1)
@@ -933,6 +934,7 @@ proxy_session_new(struct proxy_ctx *ctx, int fd, const struct proxy_listener *l,
 			log_warnx("session %llu: %s", (unsigned long long)s->id, err);
 			proxy_session_close(s, "tls setup failed");
 		} else {
+			proxy_conn_tls_lean(s->client.ssl);
 			proxy_session_set_state(s, PS_CLIENT_TLS);
 		}
 	} else {
