@@ -191,7 +191,12 @@ proxy_backend_start(struct proxy_session *s, const struct map_endpoint *ep, cons
 void
 proxy_backend_timeout(struct proxy_session *s)
 {
-	if (s->state == PS_BE_CONNECT) {
+	if (s->state == PS_BE_RESOLVE) {
+		/* The lookup goes on; its answer serves the next login. */
+		log_warnx("backend %s: %s: no answer from the resolver in time", s->be_name,
+		          s->be_host);
+		proxy_session_temp_fail(s, "resolve-timeout");
+	} else if (s->state == PS_BE_CONNECT) {
 		health_fail(s);
 		proxy_session_temp_fail(s, "connect-timeout");
 	} else {
