@@ -197,8 +197,10 @@ proxy_backend_timeout(struct proxy_session *s)
 		          s->be_host);
 		proxy_session_temp_fail(s, "resolve-timeout");
 	} else if (s->state == PS_BE_CONNECT) {
-		health_fail(s);
-		proxy_session_temp_fail(s, "connect-timeout");
+		log_warnx("backend %s (%s): connect timed out", s->be_name, s->be_addr);
+		proxy_conn_close(s->ctx, &s->be);
+		linebuf_free(&s->be_lb);
+		be_connect_next(s, s->be_try + 1);
 	} else {
 		proxy_session_temp_fail(s, "login-timeout");
 	}
