@@ -69,8 +69,8 @@ imap_no_is_auth_failure(const char *text, size_t n)
 	/* RFC 5530: a NO without a code is the classic wrong password. */
 	if (n == 0 || text[0] != '[')
 		return 1;
-	return code_is(text, n, "AUTHENTICATIONFAILED") || code_is(text, n, "AUTHORIZATIONFAILED") ||
-	       code_is(text, n, "EXPIRED");
+	return code_is(text, n, "AUTHENTICATIONFAILED") ||
+	       code_is(text, n, "AUTHORIZATIONFAILED") || code_is(text, n, "EXPIRED");
 }
 
 /* Skips the status word and its SP: what follows is the text (maybe a code). */
@@ -154,7 +154,7 @@ be_pop3_reply_parse(const char *line, size_t len, struct be_pop3_reply *r)
 	} else if (word_at(line, len, "-ERR")) {
 		r->kind = BE_POP3_ERR;
 		status_text(line, len, 0, &text, &n);
-		/* RFC 2449 8: [IN-USE] and [SYS/...] are not a wrong password; RFC 3206 [AUTH] is. */
+		/* RFC 2449 8: [IN-USE], [SYS/...] are not a wrong password; RFC 3206 [AUTH] is. */
 		r->auth_failure = n == 0 || text[0] != '[' || code_is(text, n, "AUTH");
 	} else {
 		r->kind = BE_POP3_GARBAGE;
@@ -249,8 +249,8 @@ be_proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, unsig
 	p = buf;
 	memcpy(p, sig, sizeof(sig));
 	p += sizeof(sig);
-	*p++ = 0x21;                /* version 2, PROXY */
-	*p++ = s.v6 ? 0x21 : 0x11;  /* AF_INET6 or AF_INET, STREAM */
+	*p++ = 0x21;               /* version 2, PROXY */
+	*p++ = s.v6 ? 0x21 : 0x11; /* AF_INET6 or AF_INET, STREAM */
 	*p++ = (unsigned char)((total - 16) >> 8);
 	*p++ = (unsigned char)((total - 16) & 0xff);
 	memcpy(p, s.addr, alen);

@@ -49,8 +49,7 @@ void resolver_free(struct resolver *r);
  * at once without a query (RFC 6761 6.4: resolver APIs should answer them negatively).
  */
 enum resolve_status resolver_lookup(struct resolver *r, const char *host,
-                                    const struct resolve_addrs **addrs, char *err,
-                                    size_t errlen);
+                                    const struct resolve_addrs **addrs, char *err, size_t errlen);
 /* The cached addresses of host even if expired, or NULL: trying the next address. */
 const struct resolve_addrs *resolver_cached(struct resolver *r, const char *host);
 

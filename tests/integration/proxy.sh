@@ -3,7 +3,8 @@
 # (STARTTLS toward the back end), users split by the map, clients written with python3's
 # imaplib/poplib and raw sockets (tests/integration/proxy_client.py) and curl. The proxy
 # listens on 127.0.0.70; clients that must be told apart in Dovecot's log connect from
-# 127.0.0.77. $1: the bin dir. Exit 0 when every check passed.
+# 127.0.0.77. A second proxy without TLS (splice) and a third that sends PROXY v2 headers
+# share the map. $1: the bin dir. Exit 0 when every check passed.
 set -u
 BIN=$1
 HERE=$(cd "$(dirname "$0")" && pwd)

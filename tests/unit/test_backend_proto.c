@@ -113,8 +113,8 @@ test_imap_no_codes_tell_a_wrong_password_from_server_trouble(void **state)
 {
 	assert_int_equal(imap("a NO Login failed", "a").auth_failure, 1);
 	assert_int_equal(imap("a NO", "a").auth_failure, 1);
-	assert_int_equal(imap("a NO [AUTHENTICATIONFAILED] Authentication failed.", "a").auth_failure,
-	                 1);
+	assert_int_equal(
+	    imap("a NO [AUTHENTICATIONFAILED] Authentication failed.", "a").auth_failure, 1);
 	assert_int_equal(imap("a NO [AUTHORIZATIONFAILED] no", "a").auth_failure, 1);
 	assert_int_equal(imap("a NO [EXPIRED] change it", "a").auth_failure, 1);
 	assert_int_equal(imap("a NO [UNAVAILABLE] try later", "a").auth_failure, 0);
@@ -169,7 +169,7 @@ test_proxy_v2_header_for_ipv4(void **state)
 	    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* signature */
 	    0x21, 0x11, 0x00, 0x0c,                                                 /* v2 TCP4 12 */
 	    192,  0,    2,    1,    127,  0,    0,    70,                           /* src dst */
-	    0xc3, 0x50, 0x00, 0x8f, /* 50000 143 */
+	    0xc3, 0x50, 0x00, 0x8f,                                                 /* 50000 143 */
 	};
 	struct sockaddr_storage src = v4("192.0.2.1", 50000), dst = v4("127.0.0.70", 143);
 	unsigned char buf[BE_PROXY_V2_MAX];
