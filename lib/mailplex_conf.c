@@ -361,6 +361,7 @@ static const struct conf_key mailplex_smtpd_keys[] = {
      .max = 3600 * 1000},
     {SMTPD_KEY("queue_control", CONF_T_STRING, queue_control),
      .def = MAILPLEX_RUNDIR "/queue.sock", .min = 1, .max = 107}, /* sun_path */
+    {SMTPD_KEY("bounce_relay", CONF_T_STRING, bounce_relay), .min = 1, .max = 270},
     {.name = NULL},
 };
 

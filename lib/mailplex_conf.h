@@ -154,6 +154,8 @@ struct mailplex_conf_smtpd {
 	int64_t backend_concurrency;     /* deliveries in flight per back end */
 	uint64_t delivery_timeout_ms;    /* one delivery attempt, connect to final reply */
 	char *queue_control;             /* the queue runner's control socket */
+	char *bounce_relay;              /* "ip:port" SMTP smarthost for bounces to foreign
+	                                    senders; NULL: such bounces are logged and dropped */
 };
 
 struct mailplex_conf {

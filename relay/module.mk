@@ -4,3 +4,9 @@ PROXY_SRCS := relay/proxy_session.c relay/proxy_backend.c relay/proxy_pipe.c \
 PROGRAMS += mailplex-proxy
 mailplex-proxy_SRCS := relay/proxy_main.c $(PROXY_SRCS)
 MANPAGES += man/mailplex-proxy.8
+
+# mailplex-smtpd's queue runner (queue.h); mailplex-queue runs it alone (tests, debugging).
+QUEUE_SRCS := relay/queue_runner.c relay/queue_conn.c relay/queue_control.c \
+              relay/queue_reply.c relay/queue_state.c relay/queue_dsn.c
+NOINST_PROGRAMS += mailplex-queue
+mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c

@@ -6,7 +6,7 @@
  * A record is one line: "KIND FIELDS... #XXXXXXXX\n", the checksum being FNV-1a 32 over
  * everything before " #". Kinds:
  *   R IDX STATE TEXT     recipient IDX is now STATE (D delivered, F failed, B bounced)
- *   A ATTEMPTS NEXT      attempts made so far, the next try (unix seconds)
+ *   A ATTEMPTS NEXT      attempts made so far, the next try (unix milliseconds)
  *   H 0|1                held by the operator or released
  */
 #include <errno.h>

@@ -32,7 +32,7 @@ struct queue_state {
 	size_t nrcpt;
 	struct queue_rcpt_status *rcpt; /* nrcpt entries, calloc'ed */
 	uint64_t attempts;              /* delivery attempts so far */
-	uint64_t next_try;              /* unix seconds; 0: now */
+	uint64_t next_try;              /* unix milliseconds; 0: now */
 	int held;                       /* mailplexctl queue hold */
 	size_t valid_len;               /* bytes of whole, valid records */
 	size_t torn;                    /* 1 if a torn or corrupt tail was ignored */

@@ -36,6 +36,12 @@ static const struct ctl_command ctl_commands[] = {
     {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
     {"proxy", "status", 0, 0, "proxy status"},
     {"proxy", "kick", 1, 1, "proxy kick USER"},
+    {"queue", "list", 0, 4, "queue list [backend NAME] [rcpt ADDRESS]"},
+    {"queue", "show", 1, 1, "queue show QID"},
+    {"queue", "flush", 0, 1, "queue flush [QID]"},
+    {"queue", "hold", 1, 1, "queue hold QID"},
+    {"queue", "release", 1, 1, "queue release QID"},
+    {"queue", "delete", 1, 1, "queue delete QID"},
 };
 
 static void __attribute__((noreturn)) ctl_usage(const char *why)
@@ -65,6 +71,8 @@ ctl_socket_path(const char *conf_path, const char *daemon, char *path, size_t le
 		r = str_copy(path, len, conf.director.control);
 	else if (strcmp(daemon, "proxy") == 0)
 		r = str_copy(path, len, conf.proxy.control);
+	else if (strcmp(daemon, "queue") == 0)
+		r = str_copy(path, len, conf.smtpd.queue_control);
 	else
 		r = -1;
 	mailplex_conf_free(&conf);
