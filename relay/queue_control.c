@@ -72,6 +72,10 @@ print_msg(struct control_reply *r, const struct queue_msg *m, uint64_t now, cons
 	                        " next=%s\n",
 	                     m->qid, msg_status(m), age, m->size, m->env.sender, m->st.attempts, next);
 	for (i = 0; i < m->env.nrcpt; i++) {
+		/* Filtered: only what is still to be done there (mailplexctl(8)). */
+		if ((be != NULL || rcpt != NULL) && (m->st.rcpt[i].state == QUEUE_RCPT_DELIVERED ||
+		                                     m->st.rcpt[i].state == QUEUE_RCPT_BOUNCED))
+			continue;
 		if (be != NULL && strcmp(m->route[i].backend, be) != 0)
 			continue;
 		if (rcpt != NULL && strcasecmp(m->env.rcpt[i].addr, rcpt) != 0)
