@@ -10,3 +10,11 @@ QUEUE_SRCS := relay/queue_runner.c relay/queue_conn.c relay/queue_control.c \
               relay/queue_reply.c relay/queue_state.c relay/queue_dsn.c
 NOINST_PROGRAMS += mailplex-queue
 mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c
+
+# mailplex-smtpd: the master, the inbound SMTP receivers and the spool, with the queue
+# runner above (the master forks it as one more child).
+SMTPD_SRCS := relay/smtpd_session.c relay/smtpd_listen.c relay/smtpd_control.c \
+              relay/smtp_cmd.c relay/spool.c
+PROGRAMS += mailplex-smtpd
+mailplex-smtpd_SRCS = relay/smtpd_main.c $(SMTPD_SRCS) $(QUEUE_SRCS)
+MANPAGES += man/mailplex-smtpd.8
