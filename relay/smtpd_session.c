@@ -23,6 +23,7 @@
 #define SMTPD_LINGER_MS    2000 /* after the last reply: read and drop, then close */
 #define SMTPD_MAP_RETRY_MS 1000 /* a map that failed to open is retried no faster */
 #define SMTPD_LOG_RCPT_MAX 1200 /* recipients listed in the accept log line, in bytes */
+#define SMTPD_TLS_ROUNDS   64   /* read/process rounds per event while OpenSSL holds bytes */
 
 static const char *const smtpd_state_names[SS_NSTATES] = {
     [SS_CMD] = "command", [SS_TLS] = "tls",     [SS_DATA] = "data",  [SS_BDAT] = "bdat",
@@ -906,14 +907,28 @@ smtpd_handshake(struct smtpd_session *s)
 static void
 smtpd_run(struct smtpd_session *s, int events)
 {
+	int rounds;
+
 	if (s->state == SS_TLS && s->ssl == NULL)
 		(void)smtpd_flush(s); /* the 220 goes out in plain text */
 	if (s->state == SS_TLS && s->out_off == s->out_len)
 		smtpd_handshake(s);
-	if (s->state != SS_DEAD && s->state != SS_TLS && (events & EV_READ))
-		(void)smtpd_read(s);
-	if (s->state != SS_DEAD && s->state != SS_TLS)
-		smtpd_process(s);
+	/*
+	 * Bytes OpenSSL decrypted but the line buffer had no room for never wake epoll: go on
+	 * while it holds some and the buffer drains. OpenSSL holds at most one record, so
+	 * this ends within a few rounds unless replies back up (then EV_WRITE brings us back)
+	 * or an error delay starts (its timer does).
+	 */
+	for (rounds = 0; rounds < SMTPD_TLS_ROUNDS; rounds++) {
+		if (s->state != SS_DEAD && s->state != SS_TLS &&
+		    ((events & EV_READ) || (s->ssl != NULL && tls_pending(s->ssl) > 0)))
+			(void)smtpd_read(s);
+		if (s->state != SS_DEAD && s->state != SS_TLS)
+			smtpd_process(s);
+		if (s->ssl == NULL || s->state == SS_DEAD || s->state == SS_TLS ||
+		    s->state == SS_DELAY || tls_pending(s->ssl) == 0 || linebuf_space(&s->lb) == 0)
+			break;
+	}
 	if (s->state != SS_DEAD && s->state != SS_DELAY)
 		(void)smtpd_flush(s);
 	if (s->state == SS_CLOSING && s->out_off == s->out_len) {
