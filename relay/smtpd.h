@@ -38,6 +38,7 @@ enum smtpd_state {
 	SS_DATA,     /* DATA: body bytes until CRLF.CRLF */
 	SS_BDAT,     /* BDAT: bdat_left raw bytes */
 	SS_DELAY,    /* an error reply is held for error_delay; input is not read */
+	SS_VERIFY,   /* RCPT waits for the back end's answer; input is buffered, not parsed */
 	SS_CLOSING,  /* the last reply goes out, then a lingering close */
 	SS_DEAD,
 	SS_NSTATES,
@@ -63,6 +64,14 @@ struct smtpd_tx {
 };
 
 struct smtpd_ctx;
+struct smtpd_verify;
+struct smtpd_verify_cache;
+
+enum smtpd_verify_result {
+	SMTPD_VERIFY_OK,      /* the back end accepted the recipient */
+	SMTPD_VERIFY_UNKNOWN, /* it refused it with a 5xx */
+	SMTPD_VERIFY_TEMP,    /* no answer, a 4xx, a timeout: the recipient is accepted */
+};
 
 struct smtpd_session {
 	struct smtpd_ctx *ctx;
@@ -88,6 +97,9 @@ struct smtpd_session {
 	uint64_t bdat_left;
 	int bdat_last;
 	struct smtpd_tx tx;
+	struct smtpd_verify *verify; /* SS_VERIFY: the check in flight */
+	size_t verify_before;        /* tx->nrcpt before the recipient being verified */
+	char verify_addr[MAP_ADDR_MAX + 1];
 };
 
 struct smtpd_ctx {
@@ -108,6 +120,7 @@ struct smtpd_ctx {
 	uint64_t next_id;
 	uint64_t accepted; /* messages acknowledged with 250 */
 	struct ipcount ips;
+	struct smtpd_verify_cache *verify_cache;
 	struct ev_timer accept_timer;
 	int accept_paused;
 	uint8_t rbuf[SMTPD_LINEBUF_BYTES]; /* one read buffer per worker */
@@ -119,6 +132,18 @@ void smtpd_session_new(struct smtpd_ctx *ctx, int fd, const struct sockaddr_stor
 void smtpd_session_close(struct smtpd_session *s, const char *reason);
 void smtpd_session_free(struct smtpd_session *s);
 const char *smtpd_state_name(enum smtpd_state st);
+
+void smtpd_verify_finished(struct smtpd_session *s, enum smtpd_verify_result r, const char *text);
+
+/* smtpd_verify.c */
+/* NULL: the check could not start (the caller accepts the recipient). */
+struct smtpd_verify *smtpd_verify_start(struct smtpd_session *s, const struct map_backend *be,
+                                        const char *rcpt);
+void smtpd_verify_cancel(struct smtpd_verify *v);
+/* -1 not cached, else SMTPD_VERIFY_OK or SMTPD_VERIFY_UNKNOWN with the back end's text. */
+int smtpd_verify_cached(struct smtpd_ctx *ctx, const char *backend, const char *addr, char *text,
+                        size_t textlen);
+void smtpd_verify_cache_free(struct smtpd_ctx *ctx);
 
 /* smtpd_listen.c */
 int smtpd_listeners_start(struct smtpd_ctx *ctx);

@@ -125,10 +125,6 @@ conf_check(const struct mailplex_conf *conf, char *err, size_t errlen)
 	for (i = 0; i < listen_count(conf); i++)
 		if (sock_addr_parse(listen_addr(conf, i), &ss, &sslen, err, errlen) == -1)
 			return -1;
-	if (conf->smtpd.verify_recipients) {
-		err_set(err, errlen, "smtpd: verify_recipients is not supported by this version");
-		return -1;
-	}
 	return 0;
 }
 
@@ -335,6 +331,7 @@ static void __attribute__((noreturn)) worker_run(struct smtpd_master *m, size_t 
 		map_close(ctx.map);
 	spool_close(ctx.spool);
 	ipcount_free(&ctx.ips);
+	smtpd_verify_cache_free(&ctx);
 	ev_loop_free(ctx.loop);
 	_exit(0);
 }

@@ -27,7 +27,8 @@
 
 static const char *const smtpd_state_names[SS_NSTATES] = {
     [SS_CMD] = "command", [SS_TLS] = "tls",     [SS_DATA] = "data",  [SS_BDAT] = "bdat",
-    [SS_DELAY] = "delay", [SS_CLOSING] = "closing", [SS_DEAD] = "dead",
+    [SS_DELAY] = "delay", [SS_VERIFY] = "verify", [SS_CLOSING] = "closing",
+    [SS_DEAD] = "dead",
 };
 
 const char *
@@ -39,6 +40,7 @@ smtpd_state_name(enum smtpd_state st)
 static void smtpd_io(struct ev_loop *loop, int fd, int events, void *arg);
 static void smtpd_timer(struct ev_loop *loop, void *arg);
 static void smtpd_process(struct smtpd_session *s);
+static void smtpd_run(struct smtpd_session *s, int events);
 
 /* The only place a session changes state; each state owns its timeout. */
 static void
@@ -55,6 +57,7 @@ smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
 	switch (st) {
 	case SS_CMD:
 	case SS_TLS:
+	case SS_VERIFY: /* the check has its own, shorter, verify_timeout */
 		ms = s->helo_done ? c->command_timeout_ms : c->greeting_timeout_ms;
 		break;
 	case SS_DATA:
@@ -297,6 +300,43 @@ smtpd_map(struct smtpd_ctx *ctx)
 	return ctx->map;
 }
 
+/*
+ * Verification asks about one mailbox: not an alias (its members were checked when the
+ * operator wrote it) and not a back end that wants TLS (the check speaks plain text).
+ */
+static int
+smtpd_verify_wanted(const struct map_recipient *r)
+{
+	return r->status == MAP_DELIVER && r->backend != NULL && r->backend->tls == MAP_TLS_OFF &&
+	       r->backend->deliver_proto != MAP_PROTO_NONE &&
+	       (r->nchain == 0 || r->chain[0].via != MAP_VIA_ALIAS);
+}
+
+/* The recipient was added tentatively at index before; the cache or the back end decides. */
+static void
+smtpd_rcpt_verify(struct smtpd_session *s, const struct map_backend *be, const char *addr,
+                  size_t before)
+{
+	char text[256];
+	int r = smtpd_verify_cached(s->ctx, be->name, addr, text, sizeof(text));
+
+	if (r == SMTPD_VERIFY_UNKNOWN) {
+		s->tx.nrcpt = before;
+		log_info("session %llu: client=%s rcpt=<%s> refused: unknown to %s (cached: %s)",
+		         (unsigned long long)s->id, s->peer, addr, be->name, text);
+		smtpd_reply(s, "550 5.1.1 User unknown");
+		return;
+	}
+	if (r == -1 && (s->verify = smtpd_verify_start(s, be, addr)) != NULL) {
+		s->verify_before = before;
+		str_copy(s->verify_addr, sizeof(s->verify_addr), addr);
+		smtpd_set_state(s, SS_VERIFY); /* the reply waits for smtpd_verify_finished */
+		return;
+	}
+	s->tx.rcpt_cmds++;
+	smtpd_reply(s, "250 2.1.5 Ok");
+}
+
 static void
 smtpd_cmd_rcpt(struct smtpd_session *s, const struct smtp_cmd *cmd)
 {
@@ -360,6 +400,8 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const struct smtp_cmd *cmd)
 			smtpd_reply(s, "450 4.2.1 Mailbox is being moved, try again later");
 		} else if (!added) {
 			smtpd_reply(s, "451 4.3.5 No delivery route for this recipient");
+		} else if (c->verify_recipients && res.nrcpt == 1 && smtpd_verify_wanted(&res.rcpt[0])) {
+			smtpd_rcpt_verify(s, res.rcpt[0].backend, addr, before);
 		} else {
 			tx->rcpt_cmds++;
 			smtpd_reply(s, "250 2.1.5 Ok");
@@ -684,6 +726,30 @@ smtpd_command(struct smtpd_session *s, const char *line, size_t len)
 		smtpd_reply(s, "500 5.5.2 Syntax error, command unrecognized");
 		break;
 	}
+}
+
+void
+smtpd_verify_finished(struct smtpd_session *s, enum smtpd_verify_result r, const char *text)
+{
+	unsigned before = s->errors;
+
+	if (s->state != SS_VERIFY)
+		return;
+	if (r == SMTPD_VERIFY_UNKNOWN) {
+		s->tx.nrcpt = s->verify_before;
+		log_info("session %llu: client=%s rcpt=<%s> refused by its back end: %s",
+		         (unsigned long long)s->id, s->peer, s->verify_addr, text);
+		smtpd_reply(s, "550 5.1.1 User unknown");
+	} else {
+		s->tx.rcpt_cmds++;
+		smtpd_reply(s, "250 2.1.5 Ok");
+	}
+	smtpd_set_state(s, SS_CMD);
+	if (s->errors > before && s->ctx->conf->smtpd.error_delay_ms > 0) {
+		s->delayed_state = SS_CMD;
+		smtpd_set_state(s, SS_DELAY);
+	}
+	smtpd_run(s, EV_READ);
 }
 
 /* ---- input ---- */
@@ -1029,6 +1095,8 @@ smtpd_session_free(struct smtpd_session *s)
 
 	ev_timer_stop(ctx->loop, &s->timer);
 	(void)ev_io_del(ctx->loop, s->fd);
+	smtpd_verify_cancel(s->verify);
+	s->verify = NULL;
 	smtpd_tx_reset(s);
 	if (s->ssl != NULL) {
 		tls_close_notify(s->ssl);

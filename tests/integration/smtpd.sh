@@ -10,10 +10,12 @@ BIN=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
 IP=127.0.0.80
 BASE=$((26000 + ($$ % 400) * 10))
-P1=$((BASE + 0)) P2=$((BASE + 1)) P3=$((BASE + 2))
+P1=$((BASE + 0)) P2=$((BASE + 1)) P3=$((BASE + 2)) P4=$((BASE + 3))
+VB=127.0.0.85 PGOOD=$((BASE + 4)) PBAD=$((BASE + 5)) PDEAD=$((BASE + 6))
 T=$(mktemp -d /tmp/mailplex-smtpd.XXXXXX)
 chmod 755 "$T"
 PIDFILES=""
+SINKS=""
 SMALL=""
 
 stop() { # stop PIDFILE: SIGTERM, up to 10 s, then SIGKILL for the master and its children
@@ -26,6 +28,7 @@ stop() { # stop PIDFILE: SIGTERM, up to 10 s, then SIGKILL for the master and it
 
 cleanup() {
 	for f in $PIDFILES; do stop "$f"; done
+	for p in $SINKS; do kill "$p" 2>/dev/null; done
 	[ -n "$SMALL" ] && umount "$SMALL" 2>/dev/null
 	[ -n "${KEEP:-}" ] || rm -rf "$T"
 }
@@ -75,6 +78,7 @@ smtpd = {
 	error_delay = "0s";
 	max_errors = 50;
 	queue_min_backoff = "1h";
+	${EXTRA:-}
 };
 CONF
 	"$BIN/mailplex-smtpd" -d -f "$T/$1.conf" >>"$T/$1.log" 2>&1 &
@@ -235,6 +239,53 @@ if mount -t tmpfs -o size=1m tmpfs "$SMALL" 2>/dev/null; then
 	echo "ok: full disk: no half message in queue/, tmp/ cleaned"
 else
 	echo "SKIP: full disk (cannot mount a tmpfs here)"
+fi
+
+# ---- RCPT-time verification against real back ends (Postfix's smtp-sink) ----
+if command -v smtp-sink >/dev/null 2>&1; then
+	smtp-sink -u nobody "$VB:$PGOOD" 10 >/dev/null 2>&1 &
+	SINKS="$SINKS $!"
+	GOOD=$!
+	smtp-sink -u nobody -L -f RCPT -B "550 5.1.1 no such user here" "$VB:$PBAD" 10 \
+		>/dev/null 2>&1 &
+	SINKS="$SINKS $!"
+	BAD=$!
+	cat >"$T/vmap" <<MAP
+backend good smtp=$VB:$PGOOD imap=$VB:143 pop3=$VB:110 tls=off
+backend bad  lmtp=$VB:$PBAD imap=$VB:143 pop3=$VB:110 tls=off
+backend dead smtp=$VB:$PDEAD imap=$VB:143 pop3=$VB:110 tls=off
+domain mail.test
+user alice good
+user ghost bad
+user dave dead
+alias team: alice, ghost
+MAP
+	"$BIN/mailplex-map" compile "$T/vmap" "$T/vmap.db" >"$T/vmap.out" 2>&1 ||
+		die "map compile: $(cat "$T/vmap.out")"
+	chmod 644 "$T/vmap.db"
+	wait_addr() { python3 -c "
+import socket, sys, time
+for _ in range(50):
+    try:
+        socket.create_connection(('$VB', $1), 0.5).close(); sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)"; }
+	wait_addr "$PGOOD" && wait_addr "$PBAD" || die "smtp-sink did not start"
+	EXTRA='verify_recipients = true; verify_timeout = "2s";' WORKERS=1 \
+		start verify "$P4" "$T/spool-verify" "$T/vmap.db"
+	client verify "$IP" "$P4" "$T/spool-verify" "$BAD" "$GOOD"
+	grep -q "rcpt=<ghost@mail.test> refused by its back end: 550 5.1.1 no such user here" \
+		"$T/verify.log" || die "no log line for the refused recipient"
+	grep -q "rcpt=<ghost@mail.test> refused: unknown to bad (cached" "$T/verify.log" ||
+		die "the second refusal did not come from the negative cache"
+	grep -q "verify alice@mail.test at .*no answer" "$T/verify.log" &&
+		die "alice was asked again although her answer was cached"
+	grep -q "verify dave@mail.test at .*recipient accepted" "$T/verify.log" ||
+		die "no log line for the dead back end"
+	echo "ok: verify_recipients: known user 250, unknown 550 5.1.1 in the session, dead back end accepted, alias not asked; answers cached"
+else
+	echo "SKIP: verify_recipients (no smtp-sink; make deps installs postfix)"
 fi
 
 if grep -q "ERROR: AddressSanitizer\|runtime error:" "$T"/*.log; then

@@ -10,6 +10,7 @@ import socket
 import smtplib
 import ssl
 import sys
+import time
 
 TIMEOUT = 10
 
@@ -377,12 +378,34 @@ def check_expect_code(host, port, spool, code, *cmds):
     ok("full disk: DATA answered %d, not 250" % got[0])
 
 
+def check_verify(host, port, spool, bad_pid, good_pid):
+    s = smtplib.SMTP(host, port, timeout=TIMEOUT)
+    s.ehlo("verify.example")
+    s.mail("s@example.org")
+    for addr, code in (("alice@mail.test", 250), ("ghost@mail.test", 550),
+                       ("dave@mail.test", 250), ("team@mail.test", 250)):
+        got = s.rcpt(addr)
+        if got[0] != code:
+            fail("verify RCPT %s: %r, want %d" % (addr, got, code))
+    # Both back ends go away: the answers come from the caches now (a back end that does
+    # not answer would make ghost 250 and log "no answer" for alice).
+    os.kill(int(bad_pid), 15)
+    os.kill(int(good_pid), 15)
+    time.sleep(0.3)
+    for addr, code in (("ghost@mail.test", 550), ("alice@mail.test", 250)):
+        got = s.rcpt(addr)
+        if got[0] != code:
+            fail("cached RCPT %s: %r, want %d" % (addr, got, code))
+    s.quit()
+    ok("verify_recipients: 250 known, 550 unknown, 250 for a dead back end and an alias")
+
+
 CHECKS = {
     "accept": check_accept, "pipelining": check_pipelining, "size": check_size,
     "refusals": check_refusals, "nomap": check_map_unreadable, "barelf": check_bare_lf,
     "starttls": check_starttls, "bdat": check_bdat, "smtputf8": check_smtputf8,
     "rcpts": check_too_many_rcpts, "perip": check_per_ip, "send": check_send,
-    "disk": check_expect_code,
+    "disk": check_expect_code, "verify": check_verify,
 }
 
 if __name__ == "__main__":
