@@ -36,7 +36,9 @@ conn_update_io(struct queue_conn *c)
 {
 	int ev = EV_READ;
 
-	if (c->state == QC_CONNECTING || c->want_write || c->out_off < c->out_len)
+	/* In BODY the body itself is waiting: writability is what lets the next piece go. */
+	if (c->state == QC_CONNECTING || c->state == QC_BODY || c->want_write ||
+	    c->out_off < c->out_len)
 		ev |= EV_WRITE;
 	if (ev_io_set(c->be->ctx->loop, c->fd, ev, conn_io, c) == -1)
 		log_warn("backend %s (%s): epoll", c->be->name, c->addr);

@@ -74,17 +74,22 @@ wait_for() {
 	return 1
 }
 
-for tool in python3 dovecot smtp-sink; do
+for tool in openssl python3 dovecot smtp-sink; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
 done
 for p in mailplex-queue mailplex-map mailplexctl; do
 	[ -x "$BIN/$p" ] || die "no $BIN/$p"
 done
 
+# ---- a self-signed certificate: d2 offers STARTTLS on LMTP, the map asks for it ----
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=d2.mail.test" \
+	-keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
+chmod 644 "$T/key.pem" "$T/cert.pem"
+
 # ---- two Dovecot LMTP back ends; users unknown to a Dovecot get 550 5.1.1 from it ----
-dovecot_start() { # NAME ADDR PORT USERS...
-	name=$1 addr=$2 port=$3
-	shift 3
+dovecot_start() { # NAME ADDR PORT SSL USERS...
+	name=$1 addr=$2 port=$3 ssl=$4
+	shift 4
 	D=$T/$name
 	mkdir -p "$D/run" "$D/state" "$D/home"
 	: >"$D/users"
@@ -99,7 +104,9 @@ base_dir = $D/run
 state_dir = $D/state
 protocols = lmtp
 listen = $addr
-ssl = no
+ssl = $ssl
+ssl_cert = <$T/cert.pem
+ssl_key = <$T/key.pem
 log_path = $D/dovecot.log
 mail_location = maildir:~/Maildir
 lmtp_save_to_detail_mailbox = no
@@ -122,8 +129,8 @@ CONF
 	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
 	PIDS="$PIDS $!"
 }
-dovecot_start d1 $BE1 $LMTP1 alice sam erin2
-dovecot_start d2 $BE2 $LMTP2 bob slow frank
+dovecot_start d1 $BE1 $LMTP1 no alice sam erin2
+dovecot_start d2 $BE2 $LMTP2 yes bob slow frank
 wait_port $BE1 $LMTP1 || die "dovecot d1 did not start: $(cat "$T/d1/stdout" "$T/d1/dovecot.log")"
 wait_port $BE2 $LMTP2 || die "dovecot d2 did not start: $(cat "$T/d2/stdout" "$T/d2/dovecot.log")"
 
@@ -145,7 +152,7 @@ wait_port $SINK $RELAY || die "smtp-sink (relay) did not start: $(cat "$T/relay.
 # ---- the map ----
 cat >"$T/map" <<MAP
 backend d1   lmtp=$BE1:$LMTP1 tls=off
-backend d2   lmtp=$BE2:$LMTP2 tls=off
+backend d2   lmtp=$BE2:$LMTP2 tls=on
 backend s1   smtp=$SINK:$SMTP tls=off
 backend down lmtp=$DOWN:$DOWNPORT tls=off
 domain mail.test
@@ -185,8 +192,9 @@ CTL="$BIN/mailplexctl -f $T/q.conf"
 runner_start() { # CONF
 	"$BIN/mailplex-queue" -d -f "$1" run >>"$T/runner.log" 2>&1 &
 	RUNNER=$!
-	sock=$(sed -n 's/^\tqueue_control = "\(.*\)";/\1/p' "$1")
-	wait_for "the runner's control socket" test -S "$sock" || die "the runner did not start"
+	# A kill -9 leaves the socket file: wait for an answer, not for the file.
+	wait_for "the runner's control socket" "$BIN/mailplexctl" -f "$1" queue list ||
+		die "the runner did not start"
 }
 runner_stop() {
 	kill "$RUNNER" 2>/dev/null
@@ -220,8 +228,35 @@ check "m1 reached carol (smtp-sink) once" \
 	test "$(grep -l "Subject: m1" "$T"/sink/* 2>/dev/null | wc -l)" = 1
 check "m1 body was dot-stuffed and unstuffed intact" \
 	grep -q "^\.leading dot" "$T"/d1/home/alice/Maildir/new/*
+check "d2 was reached over STARTTLS (map tls=on)" \
+	grep -q "with LMTPS" "$T"/d2/home/bob/Maildir/new/*
 check "one log line per delivery attempt" \
 	test "$(grep -c "from=<sam@mail.test> to=<.*@mail.test> backend=.* result=delivered" "$T/runner.log")" = 3
+
+# a 3 MiB message with dot lines and bare LFs arrives byte for byte (line ends aside)
+python3 - "$T/big.eml" <<'PY'
+import random, sys
+random.seed(7)
+lines = ['From: sam@mail.test', 'Subject: big', '']
+for i in range(40000):
+    w = ''.join(random.choice('abcdefghij .') for _ in range(random.randint(0, 150)))
+    lines.append(('.' + w) if i % 7 == 0 else w)
+data = '\r\n'.join(lines[:20000]) + '\r\n' + '\n'.join(lines[20000:]) + '\n'
+open(sys.argv[1], 'w', newline='').write(data)
+PY
+"$BIN/mailplex-queue" -f "$T/q.conf" inject sam@mail.test alice@mail.test <"$T/big.eml" >/dev/null ||
+	die "inject failed"
+wait_for "big delivered" queue_empty || fail=1
+check "the big message arrived intact" python3 - "$T/big.eml" "$T"/d1/home/alice/Maildir/new/* <<'PY'
+import sys
+want = open(sys.argv[1], 'rb').read().replace(b'\r\n', b'\n')
+want_body = want.split(b'\n\n', 1)[1]
+for f in sys.argv[2:]:
+    got = open(f, 'rb').read().replace(b'\r\n', b'\n')
+    if b'\nSubject: big\n' in got:
+        sys.exit(0 if got.split(b'\n\n', 1)[1] == want_body else 1)
+sys.exit(1)
+PY
 
 # ==== 2. LMTP per-recipient replies: erin is unknown to d1 -> bounce for erin only ====
 message m2
