@@ -9,7 +9,8 @@ BIN=$1
 BE1=127.0.0.81 BE2=127.0.0.82 SINK=127.0.0.83 DOWN=127.0.0.84
 BASE=$((24000 + ($$ % 400) * 10))
 LMTP1=$((BASE + 0)) LMTP2=$((BASE + 1)) SMTP=$((BASE + 2)) DOWNPORT=$((BASE + 3))
-RELAY=$((BASE + 4)) SLOW=$((BASE + 5))
+RELAY=$((BASE + 4)) SLOW=$((BASE + 5)) IMAP1=$((BASE + 6)) IMAP2=$((BASE + 7))
+MX=127.0.0.86 SMTPD=$((BASE + 8))
 T=$(mktemp -d /tmp/mailplex-queue.XXXXXX)
 chmod 755 "$T"
 PIDS=""
@@ -74,10 +75,10 @@ wait_for() {
 	return 1
 }
 
-for tool in openssl python3 dovecot smtp-sink; do
+for tool in openssl python3 dovecot smtp-sink swaks; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
 done
-for p in mailplex-queue mailplex-map mailplexctl; do
+for p in mailplex-queue mailplex-map mailplexctl mailplex-smtpd; do
 	[ -x "$BIN/$p" ] || die "no $BIN/$p"
 done
 
@@ -87,9 +88,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=d2.mail.test" \
 chmod 644 "$T/key.pem" "$T/cert.pem"
 
 # ---- two Dovecot LMTP back ends; users unknown to a Dovecot get 550 5.1.1 from it ----
-dovecot_start() { # NAME ADDR PORT SSL USERS...
-	name=$1 addr=$2 port=$3 ssl=$4
-	shift 4
+dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL USERS...
+	name=$1 addr=$2 port=$3 iport=$4 ssl=$5
+	shift 5
 	D=$T/$name
 	mkdir -p "$D/run" "$D/state" "$D/home"
 	: >"$D/users"
@@ -102,8 +103,9 @@ dovecot_start() { # NAME ADDR PORT SSL USERS...
 instance_name = mailplex-queue-$name-$$
 base_dir = $D/run
 state_dir = $D/state
-protocols = lmtp
+protocols = lmtp imap
 listen = $addr
+disable_plaintext_auth = no
 ssl = $ssl
 ssl_cert = <$T/cert.pem
 ssl_key = <$T/key.pem
@@ -125,12 +127,20 @@ service lmtp {
     port = $port
   }
 }
+service imap-login {
+  inet_listener imap {
+    port = $iport
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
 CONF
 	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
 	PIDS="$PIDS $!"
 }
-dovecot_start d1 $BE1 $LMTP1 no alice sam erin2
-dovecot_start d2 $BE2 $LMTP2 yes bob slow frank
+dovecot_start d1 $BE1 $LMTP1 $IMAP1 no alice sam erin2
+dovecot_start d2 $BE2 $LMTP2 $IMAP2 yes bob slow frank
 wait_port $BE1 $LMTP1 || die "dovecot d1 did not start: $(cat "$T/d1/stdout" "$T/d1/dovecot.log")"
 wait_port $BE2 $LMTP2 || die "dovecot d2 did not start: $(cat "$T/d2/stdout" "$T/d2/dovecot.log")"
 
@@ -377,6 +387,55 @@ check "no bounce for the null sender" test "$(count_in "$T/d1/home/sam" e2)" = 0
 check "a bounce to a foreign sender without bounce_relay is dropped and logged" \
 	grep -q "bounce to a foreign domain dropped" "$T/runner.log"
 runner_stop
+
+# ==== 6. end to end: swaks -> mailplex-smtpd (receiver, spool, its queue runner) ->
+# Dovecot LMTP -> read back over IMAP ====
+mkdir "$T/ctl"
+chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+cat >"$T/mx.conf" <<CONF
+user = "nobody";
+map = { db = "$T/map.db"; };
+smtpd = {
+	listen = [ "$MX:$SMTPD" ];
+	hostname = "mx.mail.test";
+	workers = 1;
+	spool = "$T/spool-mx";
+	control = "$T/ctl/smtpd.sock";
+	queue_control = "$T/ctl/queue.sock";
+	queue_min_backoff = "1s";
+	queue_max_backoff = "2s";
+	delivery_timeout = "4s";
+};
+CONF
+"$BIN/mailplex-smtpd" -d -f "$T/mx.conf" >"$T/mx.log" 2>&1 &
+MXPID=$!
+PIDS="$PIDS $MXPID"
+wait_port $MX $SMTPD || die "mailplex-smtpd did not start: $(tail -20 "$T/mx.log")"
+CTL="$BIN/mailplexctl -f $T/mx.conf"
+check "swaks: a message to alice (d1) and bob (d2) accepted by mailplex-smtpd" \
+	swaks --silent 2 --server $MX --port $SMTPD --from sam@mail.test \
+	--to alice@mail.test,bob@mail.test --header "Subject: e2e" --body "BODYSECRET e2e"
+check "the queue runner under mailplex-smtpd delivered it" wait_for "e2e delivered" queue_empty
+check "alice and bob read it over IMAP, once each" python3 - $BE1 $IMAP1 $BE2 $IMAP2 <<'PY'
+import imaplib, sys
+def count(host, port, user):
+    m = imaplib.IMAP4(host, int(port), timeout=10)
+    m.login(user, 'x')
+    m.select('INBOX', readonly=True)
+    typ, data = m.search(None, 'SUBJECT', '"e2e"')
+    n = len(data[0].split())
+    typ, msg = m.fetch(data[0].split()[0], '(BODY.PEEK[TEXT])') if n else (None, [])
+    m.logout()
+    return n, msg
+na, ma = count(sys.argv[1], sys.argv[2], 'alice')
+nb, mb = count(sys.argv[3], sys.argv[4], 'bob')
+ok = na == 1 and nb == 1 and b'BODYSECRET e2e' in ma[0][1]
+print('alice', na, 'bob', nb)
+sys.exit(0 if ok else 1)
+PY
+kill "$MXPID" 2>/dev/null
+wait "$MXPID" 2>/dev/null
+cat "$T/mx.log" >>"$T/runner.log"
 
 check "no sanitizer report" sh -c "! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/runner.log'"
 check "no message body in the log" sh -c "! grep -q BODYSECRET '$T/runner.log'"
