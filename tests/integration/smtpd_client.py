@@ -400,12 +400,24 @@ def check_verify(host, port, spool, bad_pid, good_pid):
     ok("verify_recipients: 250 known, 550 unknown, 250 for a dead back end and an alias")
 
 
+def check_idle(host, port, spool):
+    r = Raw(host, port)
+    got = r.reply()  # the server's timeout ends the wait, or the socket's (10 s) fails it
+    if got[0] != 421 or "4.4.2" not in got[1][0]:
+        fail("idle client: %r, want 421 4.4.2" % (got,))
+    if r.s.recv(64) != b"":
+        fail("connection not closed after the timeout")
+    r.close()
+    ok("a silent client gets 421 4.4.2 after greeting_timeout and is disconnected")
+
+
 CHECKS = {
     "accept": check_accept, "pipelining": check_pipelining, "size": check_size,
     "refusals": check_refusals, "nomap": check_map_unreadable, "barelf": check_bare_lf,
     "starttls": check_starttls, "bdat": check_bdat, "smtputf8": check_smtputf8,
     "rcpts": check_too_many_rcpts, "perip": check_per_ip, "send": check_send,
     "disk": check_expect_code, "verify": check_verify,
+    "idle": check_idle,
 }
 
 if __name__ == "__main__":
