@@ -30,6 +30,7 @@
 void queue_conn_reap(struct queue_ctx *ctx); /* queue_conn.c */
 
 static void msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m);
+static void queue_reload(struct queue_ctx *ctx);
 
 static uint64_t
 time_unix_ms(void)
@@ -783,9 +784,86 @@ queue_before_sleep(struct ev_loop *loop, void *arg)
 static void
 queue_on_signal(struct ev_loop *loop, int signo, void *arg)
 {
-	(void)arg;
+	if (signo == SIGHUP) {
+		queue_reload(arg);
+		return;
+	}
 	log_info("queue: signal %d, stopping", signo);
 	ev_stop(loop);
+}
+
+/* smtpd.bounce_relay into ctx; -1 with err if it is not "host:port". */
+static int
+queue_set_bounce_relay(struct queue_ctx *ctx, const char *relay, char *err, size_t errlen)
+{
+	char host[SOCK_HOST_MAX];
+	uint16_t port;
+
+	ctx->have_bounce_relay = 0;
+	if (relay == NULL)
+		return 0;
+	if (sock_addr_split(relay, host, sizeof(host), &port, err, errlen) == -1)
+		return -1;
+	str_copy(ctx->bounce_relay_host, sizeof(ctx->bounce_relay_host), host);
+	ctx->bounce_relay_port = port;
+	ctx->have_bounce_relay = 1;
+	return 0;
+}
+
+/*
+ * SIGHUP (the master passes it on after checking the file): a fresh configuration is
+ * loaded whole and only then swapped in; back-off, lifetime, limits, timeouts, host name
+ * and bounce relay take effect at once, the map is looked at again. The spool and the
+ * control socket stay as they are until a restart.
+ */
+static void
+queue_reload(struct queue_ctx *ctx)
+{
+	struct mailplex_conf *nc = calloc(1, sizeof(*nc));
+	struct map *nm = NULL;
+	char err[512], host[SOCK_HOST_MAX];
+	uint16_t port;
+
+	if (nc == NULL || mailplex_conf_load(ctx->conf_path, nc, err, sizeof(err)) == -1) {
+		log_warnx("queue: reload refused, configuration kept: %s",
+		          nc == NULL ? "out of memory" : err);
+		free(nc);
+		return;
+	}
+	if (nc->smtpd.bounce_relay != NULL &&
+	    sock_addr_split(nc->smtpd.bounce_relay, host, sizeof(host), &port, err, sizeof(err)) ==
+	        -1) {
+		log_warnx("queue: reload refused, configuration kept: smtpd.bounce_relay: %s", err);
+		mailplex_conf_free(nc);
+		free(nc);
+		return;
+	}
+	if (strcmp(nc->map.db, ctx->conf->map.db) != 0) {
+		if ((nm = map_open(nc->map.db, err, sizeof(err))) == NULL) {
+			log_warnx("queue: reload refused, configuration kept: map %s: %s", nc->map.db,
+			          err);
+			mailplex_conf_free(nc);
+			free(nc);
+			return;
+		}
+		map_close(ctx->map);
+		ctx->map = nm;
+	}
+	if (strcmp(nc->smtpd.spool, ctx->conf->smtpd.spool) != 0 ||
+	    strcmp(nc->smtpd.queue_control, ctx->conf->smtpd.queue_control) != 0)
+		log_warnx("queue: smtpd.spool and smtpd.queue_control change at the next restart");
+	(void)queue_set_bounce_relay(ctx, nc->smtpd.bounce_relay, err, sizeof(err));
+	if (nc->smtpd.hostname != NULL)
+		str_copy(ctx->hostname, sizeof(ctx->hostname), nc->smtpd.hostname);
+	map_set_check_interval(ctx->map, nc->map.reload_check_ms);
+	map_reopen_if_changed(ctx->map, 1);
+	if (ctx->own_conf != NULL) {
+		mailplex_conf_free(ctx->own_conf);
+		free(ctx->own_conf);
+	}
+	ctx->own_conf = nc;
+	ctx->conf = nc;
+	log_info("queue: configuration reloaded");
 }
 
 static int
@@ -793,21 +871,16 @@ queue_setup(struct queue_ctx *ctx)
 {
 	const struct mailplex_conf_smtpd *sc = &ctx->conf->smtpd;
 	struct tls_client_opts topts = {.verify = 0, .ca_file = NULL};
-	char err[512], host[SOCK_HOST_MAX];
+	char err[512];
 	int wd;
 
 	if (sc->hostname != NULL)
 		str_copy(ctx->hostname, sizeof(ctx->hostname), sc->hostname);
 	else if (gethostname(ctx->hostname, sizeof(ctx->hostname) - 1) == -1)
 		str_copy(ctx->hostname, sizeof(ctx->hostname), "localhost");
-	if (sc->bounce_relay != NULL) {
-		if (sock_addr_split(sc->bounce_relay, host, sizeof(host), &ctx->bounce_relay_port, err,
-		                    sizeof(err)) == -1) {
-			log_warnx("queue: smtpd.bounce_relay: %s", err);
-			return -1;
-		}
-		str_copy(ctx->bounce_relay_host, sizeof(ctx->bounce_relay_host), host);
-		ctx->have_bounce_relay = 1;
+	if (queue_set_bounce_relay(ctx, sc->bounce_relay, err, sizeof(err)) == -1) {
+		log_warnx("queue: smtpd.bounce_relay: %s", err);
+		return -1;
 	}
 	if ((ctx->spool = spool_open(sc->spool, err, sizeof(err))) == NULL) {
 		log_warnx("queue: spool %s: %s", sc->spool, err);
@@ -847,6 +920,7 @@ queue_setup(struct queue_ctx *ctx)
 	}
 	if (ev_signal_add(ctx->loop, SIGTERM, queue_on_signal, ctx) == -1 ||
 	    ev_signal_add(ctx->loop, SIGINT, queue_on_signal, ctx) == -1 ||
+	    ev_signal_add(ctx->loop, SIGHUP, queue_on_signal, ctx) == -1 ||
 	    ev_before_sleep(ctx->loop, queue_before_sleep, ctx) == -1) {
 		log_warnx("queue: cannot set up signals");
 		return -1;
@@ -909,6 +983,10 @@ queue_runner_main(const struct mailplex_conf *conf, const char *conf_path)
 		tls_ctx_free(ctx.tls_client);
 	if (ctx.map != NULL)
 		map_close(ctx.map);
+	if (ctx.own_conf != NULL) {
+		mailplex_conf_free(ctx.own_conf);
+		free(ctx.own_conf);
+	}
 	if (ctx.spool != NULL)
 		spool_close(ctx.spool);
 	return rc;

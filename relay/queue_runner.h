@@ -124,6 +124,7 @@ struct queue_backend {
 
 struct queue_ctx {
 	const struct mailplex_conf *conf;
+	struct mailplex_conf *own_conf; /* loaded by a SIGHUP reload; NULL: the caller's */
 	const char *conf_path;
 	struct ev_loop *loop;
 	struct map *map;

@@ -268,6 +268,18 @@ for f in sys.argv[2:]:
 sys.exit(1)
 PY
 
+# SIGHUP: a bad file is refused and the old configuration kept; a good one is taken
+cp "$T/q.conf" "$T/q.conf.good"
+printf 'smtpd = { bogus_key = 1; };\n' >>"$T/q.conf"
+kill -HUP "$RUNNER"
+check "SIGHUP with a bad configuration: refused" \
+	wait_for "reload refused" grep -q "queue: reload refused, configuration kept" "$T/runner.log"
+cp "$T/q.conf.good" "$T/q.conf"
+kill -HUP "$RUNNER"
+check "SIGHUP: configuration reloaded" \
+	wait_for "reloaded" grep -q "queue: configuration reloaded" "$T/runner.log"
+check "the runner still answers after the reloads" sh -c "$CTL queue list >/dev/null"
+
 # ==== 2. LMTP per-recipient replies: erin is unknown to d1 -> bounce for erin only ====
 message m2
 inject "$T/q.conf" sam@mail.test alice@mail.test erin@mail.test >/dev/null || die "inject failed"
