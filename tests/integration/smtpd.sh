@@ -76,7 +76,7 @@ smtpd = {
 	max_recipients = 5;
 	max_connections_per_ip = 3;
 	error_delay = "${ERROR_DELAY:-0s}";
-	max_errors = 50;
+	max_errors = ${MAX_ERRORS:-50};
 	queue_min_backoff = "1h";
 	${EXTRA:-}
 };
@@ -217,10 +217,11 @@ echo "ok: kill -9 after the 250 keeps the message whole in queue/; a half messag
 
 # ---- the map cannot be read: recipients get 4xx, never an accept-all ----
 # one worker: the connection caps are per worker process
-EXTRA='greeting_timeout = "1s";' ERROR_DELAY=100ms WORKERS=1 start nomap "$P2" "$T/spool-nomap" "$T/no-such-map.db"
+EXTRA='greeting_timeout = "1s";' ERROR_DELAY=100ms MAX_ERRORS=3 WORKERS=1 start nomap "$P2" "$T/spool-nomap" "$T/no-such-map.db"
 client nomap "$IP" "$P2" "$T/spool-nomap"
 client perip "$IP" "$P2" "$T/spool-nomap" 3
 client idle "$IP" "$P2" "$T/spool-nomap"
+client errors "$IP" "$P2" "$T/spool-nomap" 3
 
 # ---- a full disk: a 1 MiB tmpfs for the spool ----
 SMALL=$T/small

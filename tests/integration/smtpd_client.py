@@ -411,13 +411,30 @@ def check_idle(host, port, spool):
     ok("a silent client gets 421 4.4.2 after greeting_timeout and is disconnected")
 
 
+def check_errors(host, port, spool, limit):
+    limit = int(limit)
+    r = Raw(host, port)
+    expect(250, r.cmd("EHLO errors.example"), "EHLO")
+    for i in range(limit - 1):
+        expect(500, r.cmd("XYZZY"), "bad command %d" % i)
+    got = r.cmd("XYZZY")
+    expect(500, got, "last bad command")
+    got = r.reply()
+    if got[0] != 421:
+        fail("after max_errors: %r, want 421" % (got,))
+    if r.s.recv(64) != b"":
+        fail("connection not closed after max_errors")
+    r.close()
+    ok("max_errors %d: the session is closed with 421 (error replies paced by error_delay)" % limit)
+
+
 CHECKS = {
     "accept": check_accept, "pipelining": check_pipelining, "size": check_size,
     "refusals": check_refusals, "nomap": check_map_unreadable, "barelf": check_bare_lf,
     "starttls": check_starttls, "bdat": check_bdat, "smtputf8": check_smtputf8,
     "rcpts": check_too_many_rcpts, "perip": check_per_ip, "send": check_send,
     "disk": check_expect_code, "verify": check_verify,
-    "idle": check_idle,
+    "idle": check_idle, "errors": check_errors,
 }
 
 if __name__ == "__main__":
