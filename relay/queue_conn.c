@@ -239,6 +239,9 @@ conn_flush(struct queue_conn *c)
 			}
 		}
 		c->out_off += (size_t)n;
+		/* The timeout bounds a stall, not the transfer: progress re-arms it. */
+		if (c->state == QC_BODY)
+			conn_wait(c, c->be->ctx->conf->smtpd.delivery_timeout_ms);
 	}
 	conn_free_out(c);
 	return 0;
@@ -717,7 +720,7 @@ conn_open(struct queue_ctx *ctx, struct queue_backend *be, struct queue_job *job
 		conn_close(c, reply);
 		return;
 	}
-	conn_set_state(c, QC_CONNECTING);
+	conn_wait(c, ctx->conf->smtpd.delivery_timeout_ms);
 	conn_update_io(c);
 }
 
