@@ -256,17 +256,14 @@ static int
 conn_body_fill(struct queue_conn *c)
 {
 	struct queue_msg *m = c->job->msg;
-	char in[QUEUE_BODY_CHUNK], out[2 * QUEUE_BODY_CHUNK + 8];
-	size_t o = 0, i;
+	char in[QUEUE_BODY_CHUNK], out[2 * QUEUE_BODY_CHUNK];
+	size_t o;
 	ssize_t n;
 	char err[128];
 
 	while (c->state == QC_BODY && c->out_len - c->out_off < QUEUE_CONN_OUT_MAX) {
 		if ((uint64_t)c->body_pos >= m->size) {
-			if (!c->body_bol)
-				memcpy(out + o, "\r\n", 2), o += 2;
-			memcpy(out + o, ".\r\n", 3);
-			o += 3;
+			o = queue_body_end(&c->body, out);
 			if (conn_put(c, out, o) == -1) {
 				conn_close(c, "out of memory");
 				return -1;
@@ -287,22 +284,11 @@ conn_body_fill(struct queue_conn *c)
 			return -1;
 		}
 		c->body_pos += n;
-		for (o = 0, i = 0; i < (size_t)n; i++) {
-			char b = in[i];
-
-			if (c->body_bol && b == '.')
-				out[o++] = '.';
-			if (b == '\n' && !c->body_cr)
-				out[o++] = '\r';
-			out[o++] = b;
-			c->body_cr = b == '\r';
-			c->body_bol = b == '\n';
-		}
+		o = queue_body_encode(&c->body, in, (size_t)n, out);
 		if (conn_put(c, out, o) == -1) {
 			conn_close(c, "out of memory");
 			return -1;
 		}
-		o = 0;
 	}
 	return 0;
 }
@@ -346,8 +332,7 @@ job_begin(struct queue_ctx *ctx, struct queue_conn *c)
 	c->rcpt_pos = 0;
 	c->naccepted = 0;
 	c->body_pos = c->job->msg->body_off;
-	c->body_bol = 1;
-	c->body_cr = 0;
+	queue_body_init(&c->body);
 	/* A reused connection starts from a clean transaction whatever the last one left. */
 	if (c->used) {
 		if (conn_send(c, "RSET") == 0)

@@ -18,6 +18,7 @@
 #include "linebuf.h"
 #include "mailplex_conf.h"
 #include "map.h"
+#include "queue_body.h"
 #include "queue_reply.h"
 #include "queue_state.h"
 #include "sock.h"
@@ -104,8 +105,7 @@ struct queue_conn {
 	size_t rcpt_pos;              /* RCPT sent for job->idx[rcpt_pos] */
 	size_t naccepted, dot_pos;    /* LMTP: accepted recipients, replies read after DATA */
 	off_t body_pos;
-	int body_bol;                 /* the next body byte starts a line */
-	int body_cr;                  /* the last body byte was CR */
+	struct queue_body_enc body;   /* dot-stuffing state across chunks */
 	char addr[SOCK_ADDR_STRLEN];
 };
 
