@@ -42,6 +42,7 @@ struct smtpd_master {
 	struct smtpd_listener *sets[WORKERS_MAX];
 	size_t nlisteners;
 	SSL_CTX *tls;
+	struct spool *spool; /* the master's handle: removes a dead receiver's tmp/ files */
 	char hostname[SMTPD_HOSTNAME_MAX + 1];
 	int stopping;
 };
@@ -364,6 +365,8 @@ master_spawn(struct smtpd_master *m, size_t idx)
 		if (getppid() == 1)
 			_exit(0);
 		ev_loop_free(m->loop);
+		spool_close(m->spool);
+		m->spool = NULL;
 		if (idx == RUNNER_SLOT) {
 			master_close_listeners(m);
 			_exit(queue_runner_main(m->conf, m->conf_path));
@@ -372,6 +375,22 @@ master_spawn(struct smtpd_master *m, size_t idx)
 	}
 	m->pids[idx] = pid;
 	m->started_ms[idx] = time_mono_ms();
+}
+
+/* A receiver that died mid-message left a tmp/ file no one will finish. */
+static void
+master_clean_tmp(struct smtpd_master *m, size_t idx, pid_t pid)
+{
+	char err[512];
+	int n;
+
+	if (idx == RUNNER_SLOT || m->spool == NULL)
+		return;
+	if ((n = spool_recover_pid(m->spool, pid, err, sizeof(err))) == -1)
+		log_warnx("spool: %s", err);
+	else if (n > 0)
+		log_info("spool: removed %d incomplete message(s) of worker %zu (pid %d)", n, idx,
+		         (int)pid);
 }
 
 struct respawn_arg {
@@ -447,6 +466,7 @@ master_signal(struct ev_loop *loop, int signo, void *arg)
 				if (m->pids[i] != pid)
 					continue;
 				m->pids[i] = 0;
+				master_clean_tmp(m, i, pid);
 				if (m->stopping)
 					break;
 				if (i == RUNNER_SLOT)
@@ -537,6 +557,8 @@ main(int argc, char **argv)
 	spool_prepare(m.conf);
 	signal(SIGPIPE, SIG_IGN);
 	drop_privileges(m.conf->user, NULL, NULL);
+	if ((m.spool = spool_open(m.conf->smtpd.spool, err, sizeof(err))) == NULL)
+		fatalx("smtpd.spool %s: %s", m.conf->smtpd.spool, err);
 	if (!foreground && daemon(0, 0) == -1)
 		fatal("daemon");
 
@@ -560,6 +582,7 @@ main(int argc, char **argv)
 	for (i = 0; i < m.nworkers; i++)
 		free(m.sets[i]);
 	tls_ctx_free(m.tls);
+	spool_close(m.spool);
 	mailplex_conf_free(m.conf);
 	free(m.conf);
 	log_info("stopped");

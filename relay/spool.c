@@ -29,6 +29,8 @@
 #define SPOOL_LEN_DIGITS_MAX 7
 #define SPOOL_WBUF_BYTES     (64 * 1024) /* body writes are batched into this */
 #define SPOOL_READ_CHUNK     (64 * 1024)
+#define SPOOL_QID_TIME_DIGITS 13
+#define SPOOL_QID_LEN         (SPOOL_QID_TIME_DIGITS + 6 + 4)
 
 struct spool {
 	char dir[1024];
@@ -132,13 +134,17 @@ spool_dir(const struct spool *sp)
 	return sp->dir;
 }
 
-int
-spool_recover(struct spool *sp, char *err, size_t errlen)
+/* Removes the tmp/ files whose queue id names pid (all of them when pid is 0). */
+static int
+spool_clean_tmp(struct spool *sp, pid_t pid, char *err, size_t errlen)
 {
 	DIR *d;
 	struct dirent *de;
+	char tag[8];
 	int fd, n = 0;
 
+	if (str_format(tag, sizeof(tag), "%06X", (unsigned)pid & 0xFFFFFFu) == -1)
+		return -1;
 	if ((fd = dup(sp->tmpfd)) == -1 || (d = fdopendir(fd)) == NULL) {
 		err_set(err, errlen, "%s/tmp: %s", sp->dir, strerror(errno));
 		if (fd != -1)
@@ -148,6 +154,10 @@ spool_recover(struct spool *sp, char *err, size_t errlen)
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
+			continue;
+		/* QID layout (spool_qid_make): 13 digits of time, 6 of pid, 4 of counter */
+		if (pid != 0 && (strlen(de->d_name) != SPOOL_QID_LEN ||
+		                 memcmp(de->d_name + SPOOL_QID_TIME_DIGITS, tag, 6) != 0))
 			continue;
 		if (unlinkat(sp->tmpfd, de->d_name, 0) == -1) {
 			err_set(err, errlen, "unlink %s/tmp/%s: %s", sp->dir, de->d_name,
@@ -163,6 +173,22 @@ spool_recover(struct spool *sp, char *err, size_t errlen)
 		return -1;
 	}
 	return n;
+}
+
+int
+spool_recover(struct spool *sp, char *err, size_t errlen)
+{
+	return spool_clean_tmp(sp, 0, err, errlen);
+}
+
+int
+spool_recover_pid(struct spool *sp, pid_t pid, char *err, size_t errlen)
+{
+	if (pid <= 0) {
+		err_set(err, errlen, "bad pid");
+		return -1;
+	}
+	return spool_clean_tmp(sp, pid, err, errlen);
 }
 
 /* Microseconds, pid and a per-process counter: unique even for two writers in one tick. */

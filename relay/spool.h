@@ -65,6 +65,11 @@ const char *spool_dir(const struct spool *sp);
 
 /* Start-up: removes everything in tmp/ (never acknowledged). Returns the count, -1 on error. */
 int spool_recover(struct spool *sp, char *err, size_t errlen);
+/*
+ * After a receiver died: removes the tmp/ files of that process only (a queue id carries
+ * its writer's pid), so a crash-looping worker cannot fill the disk between restarts.
+ */
+int spool_recover_pid(struct spool *sp, pid_t pid, char *err, size_t errlen);
 
 /*
  * Receiving one message: writer_new creates tmp/QID and writes the envelope (env->qid is

@@ -208,6 +208,42 @@ test_killed_writer_leaves_nothing_in_queue_and_recover_removes_it(void **state)
 	spool_close(sp);
 }
 
+/* After a receiver died the master removes its files only; another writer's stay. */
+static void
+test_recover_pid_removes_only_that_writers_files(void **state)
+{
+	char err[256];
+	struct spool *sp;
+	struct spool_envelope env;
+	struct spool_writer *mine;
+	pid_t pid;
+	int status, tf;
+
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&env, 1);
+	assert_non_null(mine = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct spool_envelope e2;
+
+		fill_env(&e2, 1);
+		if (spool_writer_new(sp, &e2, &tf, err, sizeof(err)) == NULL ||
+		    spool_writer_new(sp, &e2, &tf, err, sizeof(err)) == NULL)
+			_exit(2);
+		raise(SIGKILL);
+		_exit(3);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(count_dir("tmp"), 3);
+	assert_int_equal(spool_recover_pid(sp, pid, err, sizeof(err)), 2);
+	assert_int_equal(count_dir("tmp"), 1);
+	assert_int_equal(spool_writer_commit(mine, &tf, err, sizeof(err)), 0);
+	assert_int_equal(count_dir("queue"), 1);
+	spool_envelope_free(&env);
+	spool_close(sp);
+}
+
 /* Killed right after commit returned (the moment a receiver sends 250): it is complete. */
 static void
 test_writer_killed_after_commit_leaves_a_complete_message(void **state)
@@ -371,6 +407,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_killed_writer_leaves_nothing_in_queue_and_recover_removes_it, setup_dir,
 	        teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_recover_pid_removes_only_that_writers_files,
+	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_writer_killed_after_commit_leaves_a_complete_message,
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_refused_write_is_a_tempfail_and_leaves_no_file,
