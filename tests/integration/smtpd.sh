@@ -64,7 +64,7 @@ start() {
 user = "nobody";
 map = { db = "$4"; reload_check = "100ms"; };
 smtpd = {
-	listen = [ "$IP:$2" ];
+	listen = [ "$IP:$2", "[::1]:$2" ];
 	hostname = "mx.test";
 	workers = ${WORKERS:-2};
 	spool = "$3";
@@ -123,6 +123,7 @@ swaks --server "$IP:$P1" --from x@example.org --to alice@mail.test --pipeline \
 grep -q "250 2.0.0 Ok: queued as" "$T/swaks.out" || die "swaks: no queue id"
 echo "ok: swaks --pipeline delivered into the spool"
 client accept "$IP" "$P1" "$S"
+client ipv6 "::1" "$P1" "$S"
 client pipelining "$IP" "$P1" "$S"
 client size "$IP" "$P1" "$S" 65536
 client refusals "$IP" "$P1" "$S"

@@ -428,6 +428,20 @@ def check_errors(host, port, spool, limit):
     ok("max_errors %d: the session is closed with 421 (error replies paced by error_delay)" % limit)
 
 
+def check_ipv6(host, port, spool):
+    before = set(queue_files(spool))
+    s = smtplib.SMTP(host, port, timeout=TIMEOUT)
+    s.ehlo("v6.example")
+    if s.sendmail("s@example.org", ["alice@mail.test"], b"Subject: v6\r\n\r\nx\r\n"):
+        fail("IPv6 send refused")
+    s.quit()
+    new = set(queue_files(spool)) - before
+    env, body = decode_envelope(os.path.join(spool, "queue", new.pop()))
+    if env["C"] != "::1" or b"([::1])" not in body.split(b"\r\n\r\n")[0]:
+        fail("IPv6 client address: %r" % env["C"])
+    ok("IPv6 listener: client ::1 recorded in the envelope and the Received: header")
+
+
 CHECKS = {
     "accept": check_accept, "pipelining": check_pipelining, "size": check_size,
     "refusals": check_refusals, "nomap": check_map_unreadable, "barelf": check_bare_lf,
@@ -435,6 +449,7 @@ CHECKS = {
     "rcpts": check_too_many_rcpts, "perip": check_per_ip, "send": check_send,
     "disk": check_expect_code, "verify": check_verify,
     "idle": check_idle, "errors": check_errors,
+    "ipv6": check_ipv6,
 }
 
 if __name__ == "__main__":
