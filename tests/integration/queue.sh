@@ -363,6 +363,14 @@ done
 # alice and bob final everywhere (their results are in the state logs), slow still pending
 wait_for "alice and bob delivered" sh -c "test \$($CTL queue list | grep -c 'to=<alice@mail.test> delivered') = 5 && test \$($CTL queue list | grep -c 'to=<bob@mail.test> delivered') = 5" ||
 	die "alice and bob were not delivered before the kill"
+# five transactions wait for slow's back end, which holds each DATA: never more than
+# backend_concurrency (2) connections to it
+# (1 for a moment if a delivery timeout just closed one)
+nslow=$(ss -Htn state established "( dport = :$SLOW )" dst $SINK | wc -l)
+check "at most backend_concurrency connections to one back end ($nslow of 5 wanted)" \
+	test "$nslow" -ge 1 -a "$nslow" -le 2
+check "an idle connection was reused for the next message (RSET)" \
+	grep -q "backend d1 .*: idle -> rset" "$T/runner.log"
 kill -9 "$RUNNER"
 wait "$RUNNER" 2>/dev/null
 RUNNER=""
