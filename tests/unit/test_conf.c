@@ -474,6 +474,13 @@ test_smtpd_section_defaults_and_queue_keys(void **state)
 	assert_int_equal(c.smtpd.backend_concurrency, 10);
 	assert_int_equal(c.smtpd.delivery_timeout_ms, 5 * 60 * 1000);
 	assert_string_equal(c.smtpd.queue_control, MAILPLEX_RUNDIR "/queue.sock");
+	assert_null(c.smtpd.bounce_relay); /* bounces to foreign senders are dropped */
+	mailplex_conf_free(&c);
+
+	assert_int_equal(mailplex_conf_load_string("smtpd = { bounce_relay = \"192.0.2.25:25\"; };\n",
+	                                           "s.conf", &c, err, sizeof(err)),
+	                 0);
+	assert_string_equal(c.smtpd.bounce_relay, "192.0.2.25:25");
 	mailplex_conf_free(&c);
 
 	/* RFC 5321 4.5.3.1.8 wants 100 at least; SPOOL_RCPT_MAX is the hard ceiling. */
