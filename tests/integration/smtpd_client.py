@@ -442,6 +442,27 @@ def check_ipv6(host, port, spool):
     ok("IPv6 listener: client ::1 recorded in the envelope and the Received: header")
 
 
+def check_reload_session(host, port, spool, master_pid, log, want_reloads):
+    """A session open across SIGHUP finishes its message."""
+    s = smtplib.SMTP(host, port, timeout=TIMEOUT)
+    s.ehlo("reload.example")
+    s.mail("s@example.org")
+    os.kill(int(master_pid), 1)
+    for _ in range(50):
+        if open(log).read().count("configuration reloaded") >= int(want_reloads):
+            break
+        time.sleep(0.2)
+    else:
+        fail("no reload logged")
+    if s.rcpt("alice@mail.test")[0] != 250:
+        fail("RCPT after reload")
+    code, _ = s.data(b"Subject: across reload\r\n\r\nx\r\n")
+    if code != 250:
+        fail("DATA after reload: %d" % code)
+    s.quit()
+    ok("a session open across SIGHUP keeps going and its message is accepted")
+
+
 CHECKS = {
     "accept": check_accept, "pipelining": check_pipelining, "size": check_size,
     "refusals": check_refusals, "nomap": check_map_unreadable, "barelf": check_bare_lf,
@@ -449,7 +470,7 @@ CHECKS = {
     "rcpts": check_too_many_rcpts, "perip": check_per_ip, "send": check_send,
     "disk": check_expect_code, "verify": check_verify,
     "idle": check_idle, "errors": check_errors,
-    "ipv6": check_ipv6,
+    "ipv6": check_ipv6, "reload_session": check_reload_session,
 }
 
 if __name__ == "__main__":
