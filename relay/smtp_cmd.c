@@ -10,30 +10,29 @@
 #include "smtp_cmd.h"
 #include "util.h"
 
-#define R_SYNTAX     "500 5.5.2 Syntax error, command unrecognized"
-#define R_TOO_LONG   "500 5.5.2 Line too long"
-#define R_BAD_BYTE   "500 5.5.2 Invalid character in command"
-#define R_EHLO       "501 5.5.4 Syntax: EHLO hostname"
-#define R_HELO       "501 5.5.4 Syntax: HELO hostname"
-#define R_MAIL       "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8]"
-#define R_RCPT       "501 5.5.4 Syntax: RCPT TO:<address>"
-#define R_PATH       "553 5.1.3 Bad address syntax"
-#define R_PATH_LONG  "553 5.1.3 Address too long"
-#define R_NO_ARGS    "501 5.5.4 No parameters allowed"
-#define R_PARAM      "555 5.5.4 Unsupported parameter"
-#define R_BDAT       "501 5.5.4 Syntax: BDAT size [LAST]"
-#define R_VRFY       "501 5.5.4 Syntax: VRFY address"
-#define R_RCPT_NULL  "553 5.1.3 The null path is not a recipient"
-#define R_ROUTE      "550 5.7.1 Source routes are not accepted"
+#define R_SYNTAX    "500 5.5.2 Syntax error, command unrecognized"
+#define R_TOO_LONG  "500 5.5.2 Line too long"
+#define R_BAD_BYTE  "500 5.5.2 Invalid character in command"
+#define R_EHLO      "501 5.5.4 Syntax: EHLO hostname"
+#define R_HELO      "501 5.5.4 Syntax: HELO hostname"
+#define R_MAIL      "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8]"
+#define R_RCPT      "501 5.5.4 Syntax: RCPT TO:<address>"
+#define R_PATH      "553 5.1.3 Bad address syntax"
+#define R_PATH_LONG "553 5.1.3 Address too long"
+#define R_NO_ARGS   "501 5.5.4 No parameters allowed"
+#define R_PARAM     "555 5.5.4 Unsupported parameter"
+#define R_BDAT      "501 5.5.4 Syntax: BDAT size [LAST]"
+#define R_VRFY      "501 5.5.4 Syntax: VRFY address"
+#define R_RCPT_NULL "553 5.1.3 The null path is not a recipient"
+#define R_ROUTE     "550 5.7.1 Source routes are not accepted"
 
 static const struct {
 	const char *name;
 	enum smtp_verb verb;
 } smtp_verbs[] = {
-    {"EHLO", SMTP_EHLO}, {"HELO", SMTP_HELO}, {"MAIL", SMTP_MAIL},
-    {"RCPT", SMTP_RCPT}, {"DATA", SMTP_DATA}, {"BDAT", SMTP_BDAT},
-    {"RSET", SMTP_RSET}, {"NOOP", SMTP_NOOP}, {"QUIT", SMTP_QUIT},
-    {"VRFY", SMTP_VRFY}, {"STARTTLS", SMTP_STARTTLS},
+    {"EHLO", SMTP_EHLO}, {"HELO", SMTP_HELO}, {"MAIL", SMTP_MAIL},         {"RCPT", SMTP_RCPT},
+    {"DATA", SMTP_DATA}, {"BDAT", SMTP_BDAT}, {"RSET", SMTP_RSET},         {"NOOP", SMTP_NOOP},
+    {"QUIT", SMTP_QUIT}, {"VRFY", SMTP_VRFY}, {"STARTTLS", SMTP_STARTTLS},
 };
 
 static enum smtp_cmd_status
@@ -116,7 +115,8 @@ smtp_parse_path(const char **pp, const char *end, struct smtp_cmd *cmd, int is_r
 			unsigned char c = (unsigned char)*p;
 
 			if (c == '\\') {
-				if (++p >= q || (unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+				if (++p >= q || (unsigned char)*p < 0x20 ||
+				    (unsigned char)*p == 0x7f)
 					return smtp_err(cmd, R_PATH);
 				continue;
 			}
@@ -158,7 +158,8 @@ smtp_parse_path(const char **pp, const char *end, struct smtp_cmd *cmd, int is_r
 		} else {
 			for (n = 0; n < dom_len; n++)
 				if (!smtp_is_domain_char((unsigned char)p[n]) ||
-				    (p[n] == '.' && (n == 0 || n + 1 == dom_len || p[n + 1] == '.')))
+				    (p[n] == '.' &&
+				     (n == 0 || n + 1 == dom_len || p[n + 1] == '.')))
 					return smtp_err(cmd, R_PATH);
 		}
 	} else if (p != q) {
@@ -173,7 +174,8 @@ smtp_parse_path(const char **pp, const char *end, struct smtp_cmd *cmd, int is_r
 		if ((unsigned char)cmd->addr[n] >= 0x80)
 			cmd->utf8 = 1;
 	if (is_rcpt) {
-		/* "user%other@us", "host!user@us", "\"user@other\"@us": relaying by the back door */
+		/* "user%other@us", "host!user@us", "\"user@other\"@us": relaying by the back door
+		 */
 		if (quoted || memchr(start, '%', local_len) != NULL ||
 		    memchr(start, '!', local_len) != NULL)
 			cmd->relay_trick = 1;
@@ -204,7 +206,8 @@ smtp_parse_mail_params(const char *p, const char *end, struct smtp_cmd *cmd)
 		if (str_copy_n(word, sizeof(word), w, n) == -1)
 			return smtp_err(cmd, R_PARAM);
 		if (strncasecmp(word, "SIZE=", 5) == 0) {
-			if (cmd->has_size || parse_u64(word + 5, 0, UINT64_MAX / 2, &cmd->size) == -1)
+			if (cmd->has_size ||
+			    parse_u64(word + 5, 0, UINT64_MAX / 2, &cmd->size) == -1)
 				return smtp_err(cmd, R_MAIL);
 			cmd->has_size = 1;
 		} else if (strcasecmp(word, "BODY=7BIT") == 0 && cmd->body == SMTP_BODY_NONE) {
@@ -248,7 +251,7 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd)
 	case SMTP_EHLO:
 	case SMTP_HELO:
 	case SMTP_VRFY: {
-		const char *bad = cmd->verb == SMTP_EHLO ? R_EHLO
+		const char *bad = cmd->verb == SMTP_EHLO   ? R_EHLO
 		                  : cmd->verb == SMTP_HELO ? R_HELO
 		                                           : R_VRFY;
 
@@ -332,8 +335,7 @@ smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode)
  * the stream can find an end of data that another MTA would not find (CVE-2023-51764).
  */
 size_t
-smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len, uint8_t *out,
-               size_t *produced)
+smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len, uint8_t *out, size_t *produced)
 {
 	size_t i, o = 0;
 

@@ -47,7 +47,7 @@ enum smtp_body {
 
 struct smtp_cmd {
 	enum smtp_verb verb;
-	const char *reply; /* SMTP_CMD_ERR: a static reply line without CRLF */
+	const char *reply;          /* SMTP_CMD_ERR: a static reply line without CRLF */
 	char arg[SMTP_ARG_MAX + 1]; /* EHLO/HELO domain, VRFY argument */
 	/* MAIL and RCPT */
 	char addr[MAP_ADDR_MAX + 1]; /* the path without brackets; "" for <> */
@@ -79,11 +79,11 @@ enum smtp_data_mode {
 enum smtp_data_state {
 	SMTP_DS_BOL, /* at the start of a line */
 	SMTP_DS_MID,
-	SMTP_DS_CR,     /* after a CR */
-	SMTP_DS_DOT,    /* DATA: a '.' at the start of a line */
-	SMTP_DS_DOTCR,  /* DATA: ".\r" at the start of a line */
-	SMTP_DS_END,    /* DATA: CRLF.CRLF seen */
-	SMTP_DS_BARE,   /* a bare CR or LF: the message is refused */
+	SMTP_DS_CR,    /* after a CR */
+	SMTP_DS_DOT,   /* DATA: a '.' at the start of a line */
+	SMTP_DS_DOTCR, /* DATA: ".\r" at the start of a line */
+	SMTP_DS_END,   /* DATA: CRLF.CRLF seen */
+	SMTP_DS_BARE,  /* a bare CR or LF: the message is refused */
 };
 
 struct smtp_data {
@@ -94,10 +94,10 @@ struct smtp_data {
 
 void smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode);
 /*
- * Feeds len input bytes; unstuffed body bytes go to out, which must have room for len + 1 bytes (a CR
- * held from the previous call comes out with its LF).
- * Returns the number of input bytes consumed: all of them, or fewer when the end of DATA
- * (state END) or a bare CR/LF (state BARE) was reached. *produced: bytes written to out.
+ * Feeds len input bytes; unstuffed body bytes go to out, which must have room for len + 1 bytes (a
+ * CR held from the previous call comes out with its LF). Returns the number of input bytes
+ * consumed: all of them, or fewer when the end of DATA (state END) or a bare CR/LF (state BARE) was
+ * reached. *produced: bytes written to out.
  */
 size_t smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len, uint8_t *out,
                       size_t *produced);

@@ -33,13 +33,13 @@ struct smtpd_listener {
 };
 
 enum smtpd_state {
-	SS_CMD,      /* waiting for a command (the greeting is out or queued) */
-	SS_TLS,      /* STARTTLS: handshake in progress */
-	SS_DATA,     /* DATA: body bytes until CRLF.CRLF */
-	SS_BDAT,     /* BDAT: bdat_left raw bytes */
-	SS_DELAY,    /* an error reply is held for error_delay; input is not read */
-	SS_VERIFY,   /* RCPT waits for the back end's answer; input is buffered, not parsed */
-	SS_CLOSING,  /* the last reply goes out, then a lingering close */
+	SS_CMD,     /* waiting for a command (the greeting is out or queued) */
+	SS_TLS,     /* STARTTLS: handshake in progress */
+	SS_DATA,    /* DATA: body bytes until CRLF.CRLF */
+	SS_BDAT,    /* BDAT: bdat_left raw bytes */
+	SS_DELAY,   /* an error reply is held for error_delay; input is not read */
+	SS_VERIFY,  /* RCPT waits for the back end's answer; input is buffered, not parsed */
+	SS_CLOSING, /* the last reply goes out, then a lingering close */
 	SS_DEAD,
 	SS_NSTATES,
 };
@@ -81,9 +81,9 @@ struct smtpd_session {
 	enum smtpd_state delayed_state; /* SS_DELAY: where to return */
 	int fd;
 	SSL *ssl;
-	int tls; /* TLS is up */
-	int tls_want_write; /* the handshake waits for the socket to take bytes */
-	char peer[SOCK_ADDR_STRLEN];   /* "192.0.2.1" */
+	int tls;                     /* TLS is up */
+	int tls_want_write;          /* the handshake waits for the socket to take bytes */
+	char peer[SOCK_ADDR_STRLEN]; /* "192.0.2.1" */
 	struct sockaddr_storage peer_ss;
 	uint64_t start_ms;
 	struct ev_timer timer;

@@ -22,10 +22,10 @@ control_status(struct smtpd_ctx *ctx, struct control_reply *r)
 	memset(by_state, 0, sizeof(by_state));
 	for (s = ctx->sessions; s != NULL; s = s->next)
 		by_state[s->state]++;
-	control_reply_printf(r, "worker %zu pid %d: %u session(s), %llu message(s) accepted, map %s\n",
-	                     ctx->worker, (int)getpid(), ctx->nsessions,
-	                     (unsigned long long)ctx->accepted,
-	                     ctx->map != NULL ? "open" : "UNAVAILABLE");
+	control_reply_printf(
+	    r, "worker %zu pid %d: %u session(s), %llu message(s) accepted, map %s\n", ctx->worker,
+	    (int)getpid(), ctx->nsessions, (unsigned long long)ctx->accepted,
+	    ctx->map != NULL ? "open" : "UNAVAILABLE");
 	for (st = 0; st < SS_DEAD; st++)
 		control_reply_printf(r, "  %-8s %u\n", smtpd_state_name((enum smtpd_state)st),
 		                     by_state[st]);

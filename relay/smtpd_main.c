@@ -25,11 +25,11 @@
 #include "tls.h"
 #include "util.h"
 
-#define LISTEN_BACKLOG  511
-#define RESPAWN_MIN_MS  1000 /* a child that dies sooner is restarted no faster */
-#define WORKERS_MAX     256
-#define DEFAULT_LISTEN  "*:25"
-#define RUNNER_SLOT     WORKERS_MAX /* pids[] index of the queue runner */
+#define LISTEN_BACKLOG 511
+#define RESPAWN_MIN_MS 1000 /* a child that dies sooner is restarted no faster */
+#define WORKERS_MAX    256
+#define DEFAULT_LISTEN "*:25"
+#define RUNNER_SLOT    WORKERS_MAX /* pids[] index of the queue runner */
 
 struct smtpd_master {
 	struct mailplex_conf *conf;
@@ -82,7 +82,8 @@ bind_set(const struct mailplex_conf *conf, size_t n)
 
 		if (sock_addr_parse(a, &ss, &sslen, err, sizeof(err)) == -1)
 			fatalx("smtpd.listen %s: %s", a, err);
-		set[i].fd = sock_listen(&ss, sslen, LISTEN_BACKLOG, SOCK_F_REUSEPORT, err, sizeof(err));
+		set[i].fd =
+		    sock_listen(&ss, sslen, LISTEN_BACKLOG, SOCK_F_REUSEPORT, err, sizeof(err));
 		if (set[i].fd == -1)
 			fatalx("smtpd.listen %s: %s", a, err);
 		str_copy(set[i].addr, sizeof(set[i].addr), a);
@@ -180,7 +181,8 @@ spool_prepare(const struct mailplex_conf *conf)
 	if (geteuid() == 0) {
 		drop_privileges(conf->user, &uid, &gid);
 		for (i = 0; i < ARRAY_LEN(subs); i++) {
-			if (str_format(path, sizeof(path), "%s%s", conf->smtpd.spool, subs[i]) == -1)
+			if (str_format(path, sizeof(path), "%s%s", conf->smtpd.spool, subs[i]) ==
+			    -1)
 				fatalx("smtpd.spool: path too long");
 			if (chown(path, uid, gid) == -1 || chmod(path, 0700) == -1)
 				fatal("smtpd.spool: %s", path);
@@ -189,7 +191,8 @@ spool_prepare(const struct mailplex_conf *conf)
 	if ((n = spool_recover(sp, err, sizeof(err))) == -1)
 		fatalx("smtpd.spool: %s", err);
 	if (n > 0)
-		log_info("spool %s: removed %d incomplete message(s) from tmp/", conf->smtpd.spool, n);
+		log_info("spool %s: removed %d incomplete message(s) from tmp/", conf->smtpd.spool,
+		         n);
 	spool_close(sp);
 }
 
@@ -239,8 +242,8 @@ worker_reload(struct smtpd_ctx *ctx)
 	}
 	if (strcmp(nc->map.db, ctx->conf->map.db) != 0 || ctx->map == NULL) {
 		if ((nmap = map_open(nc->map.db, err, sizeof(err))) == NULL)
-			log_warnx("reload: map %s: %s (recipients get 451 until it opens)", nc->map.db,
-			          err);
+			log_warnx("reload: map %s: %s (recipients get 451 until it opens)",
+			          nc->map.db, err);
 		if (ctx->map != NULL)
 			map_close(ctx->map);
 		ctx->map = nmap;
@@ -470,11 +473,13 @@ master_signal(struct ev_loop *loop, int signo, void *arg)
 				if (m->stopping)
 					break;
 				if (i == RUNNER_SLOT)
-					log_warnx("queue runner (pid %d) exited (status %d): restarting",
-					          (int)pid, status);
+					log_warnx(
+					    "queue runner (pid %d) exited (status %d): restarting",
+					    (int)pid, status);
 				else
-					log_warnx("worker %zu (pid %d) exited (status %d): restarting", i,
-					          (int)pid, status);
+					log_warnx(
+					    "worker %zu (pid %d) exited (status %d): restarting", i,
+					    (int)pid, status);
 				/* a timer, not a sleep: SIGTERM must still be heard meanwhile */
 				respawn_args[i].m = m;
 				respawn_args[i].idx = i;
@@ -536,7 +541,8 @@ main(int argc, char **argv)
 	m.conf_path = path != NULL ? path : MAILPLEX_CONF_PATH;
 	log_init("mailplex-smtpd", 1, LOG_LEVEL_INFO);
 	m.conf = conf_dup(m.conf_path);
-	if (conf_check(m.conf, err, sizeof(err)) == -1 || tls_load(m.conf, &m.tls, err, sizeof(err)) == -1)
+	if (conf_check(m.conf, err, sizeof(err)) == -1 ||
+	    tls_load(m.conf, &m.tls, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	log_init("mailplex-smtpd", foreground, verbose ? LOG_LEVEL_DEBUG : m.conf->log_level);
 	if (check_only) {

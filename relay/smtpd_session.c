@@ -26,9 +26,8 @@
 #define SMTPD_TLS_ROUNDS   64   /* read/process rounds per event while OpenSSL holds bytes */
 
 static const char *const smtpd_state_names[SS_NSTATES] = {
-    [SS_CMD] = "command", [SS_TLS] = "tls",     [SS_DATA] = "data",  [SS_BDAT] = "bdat",
-    [SS_DELAY] = "delay", [SS_VERIFY] = "verify", [SS_CLOSING] = "closing",
-    [SS_DEAD] = "dead",
+    [SS_CMD] = "command", [SS_TLS] = "tls",       [SS_DATA] = "data",       [SS_BDAT] = "bdat",
+    [SS_DELAY] = "delay", [SS_VERIFY] = "verify", [SS_CLOSING] = "closing", [SS_DEAD] = "dead",
 };
 
 const char *
@@ -395,12 +394,14 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const struct smtp_cmd *cmd)
 			added = 1;
 		}
 		if (migrating) {
-			/* A part of the alias is moving: the whole recipient waits (no half copy). */
+			/* A part of the alias is moving: the whole recipient waits (no half copy).
+			 */
 			tx->nrcpt = before;
 			smtpd_reply(s, "450 4.2.1 Mailbox is being moved, try again later");
 		} else if (!added) {
 			smtpd_reply(s, "451 4.3.5 No delivery route for this recipient");
-		} else if (c->verify_recipients && res.nrcpt == 1 && smtpd_verify_wanted(&res.rcpt[0])) {
+		} else if (c->verify_recipients && res.nrcpt == 1 &&
+		           smtpd_verify_wanted(&res.rcpt[0])) {
 			smtpd_rcpt_verify(s, res.rcpt[0].backend, addr, before);
 		} else {
 			tx->rcpt_cmds++;
@@ -451,9 +452,9 @@ smtpd_received(struct smtpd_session *s, char *buf, size_t len)
 	                    : "SMTP";
 	if (tx->nrcpt == 1)
 		(void)str_format(forpart, sizeof(forpart), "\r\n\tfor <%s>", tx->rcpt[0].orig);
-	return str_format(buf, len,
-	                  "Received: from %s ([%s])\r\n\tby %s (mailplex) with %s id %s%s;\r\n\t%s\r\n",
-	                  s->helo, s->peer, s->ctx->hostname, with, tx->qid, forpart, date);
+	return str_format(
+	    buf, len, "Received: from %s ([%s])\r\n\tby %s (mailplex) with %s id %s%s;\r\n\t%s\r\n",
+	    s->helo, s->peer, s->ctx->hostname, with, tx->qid, forpart, date);
 }
 
 /* Opens the spool file for DATA or the first BDAT; replies on failure. 0 or -1. */
@@ -508,7 +509,8 @@ smtpd_tx_body(struct smtpd_session *s, const uint8_t *p, size_t n)
 	if (tx->too_big || tx->failed || n == 0)
 		return;
 	if (spool_writer_body(tx->writer, p, n, &tf, err, sizeof(err)) == -1) {
-		log_warnx("session %llu: qid=%s spool: %s", (unsigned long long)s->id, tx->qid, err);
+		log_warnx("session %llu: qid=%s spool: %s", (unsigned long long)s->id, tx->qid,
+		          err);
 		tx->failed = 1;
 		tx->tempfail = tf;
 	}
@@ -631,8 +633,7 @@ smtpd_bdat_done(struct smtpd_session *s)
 		smtpd_set_state(s, SS_CMD);
 		return;
 	}
-	if (tx->data.state == SMTP_DS_BARE ||
-	    (s->bdat_last && smtp_data_finish(&tx->data) == -1)) {
+	if (tx->data.state == SMTP_DS_BARE || (s->bdat_last && smtp_data_finish(&tx->data) == -1)) {
 		smtpd_reply(s, "554 5.6.0 Bare CR or LF in message, refused (RFC 5321 2.3.8)");
 		smtpd_tx_reset(s);
 		smtpd_set_state(s, SS_CMD);
@@ -943,8 +944,8 @@ smtpd_handshake(struct smtpd_session *s)
 	char err[TLS_ERR_MAX];
 	int r;
 
-	if (s->ssl == NULL && (s->ssl = tls_server_new(s->ctx->tls, s->fd, err, sizeof(err))) ==
-	                          NULL) {
+	if (s->ssl == NULL &&
+	    (s->ssl = tls_server_new(s->ctx->tls, s->fd, err, sizeof(err))) == NULL) {
 		log_warnx("session %llu: %s", (unsigned long long)s->id, err);
 		smtpd_session_close(s, "tls setup failed");
 		return;

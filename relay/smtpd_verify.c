@@ -15,9 +15,9 @@
 #include "smtpd.h"
 #include "util.h"
 
-#define VERIFY_BUCKETS     4096
-#define VERIFY_CACHE_MAX   100000 /* entries; past this the cache starts over */
-#define VERIFY_LINE_MAX    QUEUE_REPLY_LINE_MAX
+#define VERIFY_BUCKETS   4096
+#define VERIFY_CACHE_MAX 100000 /* entries; past this the cache starts over */
+#define VERIFY_LINE_MAX  QUEUE_REPLY_LINE_MAX
 
 struct smtpd_verify_entry {
 	struct smtpd_verify_entry *next;
@@ -169,7 +169,8 @@ verify_end(struct smtpd_verify *v, enum smtpd_verify_result r, const char *text)
 	if (r != SMTPD_VERIFY_TEMP)
 		verify_cache_put(v->ctx, v->key, r == SMTPD_VERIFY_OK, text);
 	else
-		log_info("verify %s at %s: no answer (%s): recipient accepted", v->rcpt, v->addr, text);
+		log_info("verify %s at %s: no answer (%s): recipient accepted", v->rcpt, v->addr,
+		         text);
 	str_copy(copy, sizeof(copy), text);
 	s->verify = NULL;
 	verify_free(v);
@@ -307,8 +308,9 @@ smtpd_verify_start(struct smtpd_session *s, const struct map_backend *be, const 
 	queue_reply_init(&v->reply);
 	verify_key(v->key, sizeof(v->key), be->name, rcpt);
 	str_copy(v->rcpt, sizeof(v->rcpt), rcpt);
-	(void)str_format(v->addr, sizeof(v->addr), strchr(be->deliver.host, ':') ? "[%s]:%u" : "%s:%u",
-	                 be->deliver.host, (unsigned)be->deliver.port);
+	(void)str_format(v->addr, sizeof(v->addr),
+	                 strchr(be->deliver.host, ':') ? "[%s]:%u" : "%s:%u", be->deliver.host,
+	                 (unsigned)be->deliver.port);
 	if (sock_addr_parse(v->addr, &ss, &sslen, err, sizeof(err)) == -1 ||
 	    (v->fd = sock_connect_start(&ss, sslen, err, sizeof(err))) == -1 ||
 	    ev_io_set(ctx->loop, v->fd, EV_WRITE, verify_io, v) == -1 ||

@@ -25,10 +25,10 @@
 #include "spool.h"
 #include "util.h"
 
-#define SPOOL_MAGIC          "MAILPLEX-SPOOL 1\n"
-#define SPOOL_LEN_DIGITS_MAX 7
-#define SPOOL_WBUF_BYTES     (64 * 1024) /* body writes are batched into this */
-#define SPOOL_READ_CHUNK     (64 * 1024)
+#define SPOOL_MAGIC           "MAILPLEX-SPOOL 1\n"
+#define SPOOL_LEN_DIGITS_MAX  7
+#define SPOOL_WBUF_BYTES      (64 * 1024) /* body writes are batched into this */
+#define SPOOL_READ_CHUNK      (64 * 1024)
 #define SPOOL_QID_TIME_DIGITS 13
 #define SPOOL_QID_LEN         (SPOOL_QID_TIME_DIGITS + 6 + 4)
 
@@ -202,8 +202,9 @@ spool_qid_make(struct spool *sp, char *qid, size_t qidlen)
 		return -1;
 	us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 	sp->counter++;
-	return str_format(qid, qidlen, "%013" PRIX64 "%06X%04X", (uint64_t)(us & 0xFFFFFFFFFFFFFULL),
-	                  (unsigned)getpid() & 0xFFFFFFu, sp->counter & 0xFFFFu);
+	return str_format(qid, qidlen, "%013" PRIX64 "%06X%04X",
+	                  (uint64_t)(us & 0xFFFFFFFFFFFFFULL), (unsigned)getpid() & 0xFFFFFFu,
+	                  sp->counter & 0xFFFFu);
 }
 
 /* ---- encoding ---- */
@@ -466,8 +467,7 @@ spool_dec_envelope(struct spool_dec_ctx *c, struct spool_envelope *env)
 
 		if ((r = spool_dec_str(c, 'R', rc->addr, sizeof(rc->addr))) != SPOOL_DEC_OK ||
 		    (r = spool_dec_str(c, 'O', rc->orig, sizeof(rc->orig))) != SPOOL_DEC_OK ||
-		    (r = spool_dec_str(c, 'K', rc->backend, sizeof(rc->backend))) !=
-		        SPOOL_DEC_OK)
+		    (r = spool_dec_str(c, 'K', rc->backend, sizeof(rc->backend))) != SPOOL_DEC_OK)
 			return r;
 		if (rc->addr[0] == '\0') {
 			err_set(c->err, c->errlen, "recipient %zu: empty address", i);
@@ -492,8 +492,8 @@ badmagic:
 }
 
 static enum spool_dec
-spool_decode(const uint8_t *buf, size_t len, struct spool_envelope *env, size_t *used,
-             char *err, size_t errlen)
+spool_decode(const uint8_t *buf, size_t len, struct spool_envelope *env, size_t *used, char *err,
+             size_t errlen)
 {
 	struct spool_dec_ctx c = {.buf = buf, .len = len, .err = err, .errlen = errlen};
 	enum spool_dec r;
@@ -518,8 +518,7 @@ spool_envelope_decode(const uint8_t *buf, size_t len, struct spool_envelope *env
 }
 
 int
-spool_envelope_read(int fd, struct spool_envelope *env, off_t *body_off, char *err,
-                    size_t errlen)
+spool_envelope_read(int fd, struct spool_envelope *env, off_t *body_off, char *err, size_t errlen)
 {
 	uint8_t *buf = NULL, *nb;
 	size_t len = 0, cap = 0, used;
@@ -654,8 +653,8 @@ spool_writer_flush(struct spool_writer *w, int *tempfail, char *err, size_t errl
 }
 
 int
-spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *tempfail,
-                  char *err, size_t errlen)
+spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *tempfail, char *err,
+                  size_t errlen)
 {
 	const uint8_t *p = buf;
 	size_t n;

@@ -189,8 +189,12 @@ static void
 test_every_bare_cr_or_lf_is_refused(void **state)
 {
 	static const char *const smuggle[] = {
-	    "a\n.\r\nMAIL FROM:<x@y>\r\n", "a\r\n.\nMAIL FROM:<x@y>\r\n", "a\r.\r\n",
-	    "a\rb\r\n.\r\n",                "a\n",                          "\n.\n",
+	    "a\n.\r\nMAIL FROM:<x@y>\r\n",
+	    "a\r\n.\nMAIL FROM:<x@y>\r\n",
+	    "a\r.\r\n",
+	    "a\rb\r\n.\r\n",
+	    "a\n",
+	    "\n.\n",
 	    "a\r\n.\rX\r\n.\r\n",
 	};
 	char out[512];

@@ -131,8 +131,8 @@ test_committed_message_reads_back_with_hostile_fields_intact(void **state)
 	fill_env(&env, 3);
 	assert_non_null(w = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
 	assert_true(env.qid[0] != '\0');
-	assert_int_equal(spool_writer_body(w, "Subject: x\r\n\r\nhi\r\n", 18, &tf, err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    spool_writer_body(w, "Subject: x\r\n\r\nhi\r\n", 18, &tf, err, sizeof(err)), 0);
 	assert_int_equal(count_dir("queue"), 0); /* not before commit */
 	assert_int_equal(spool_writer_commit(w, &tf, err, sizeof(err)), 0);
 	assert_int_equal(count_dir("queue"), 1);
@@ -347,19 +347,19 @@ test_decoder_accepts_minimal_and_refuses_malformed(void **state)
 	const char ok[] = HEAD "N1:1,\nR5:a@b.c,\nO0:,\nK1:x,\nE0:,\nbody";
 	static const char *const bad[] = {
 	    "MAILPLEX-SPOOL 2\n",
-	    HEAD "N1:0,\nE0:,\n",                            /* no recipients */
-	    HEAD "N2:1,\nR5:a@b.c,\nO0:,\nK1:x,\nE0:,\n",    /* N says two */
-	    HEAD "N1:1,\nR6:a@b.c,\nO0:,\nK1:x,\nE0:,\n",    /* length off by one */
-	    HEAD "N1:1,\nR05:a@b.c,\nO0:,\nK1:x,\nE0:,\n",   /* leading zero */
-	    HEAD "N1:1,\nR:a@b.c,\nO0:,\nK1:x,\nE0:,\n",     /* no length */
-	    HEAD "N1:1,\nR0:,\nO0:,\nK1:x,\nE0:,\n",         /* empty address */
-	    HEAD "N1:1,\nR5:a@b.c;\nO0:,\nK1:x,\nE0:,\n",    /* bad terminator */
-	    HEAD "N1:1,\nO0:,\nR5:a@b.c,\nK1:x,\nE0:,\n",    /* order */
-	    HEAD "N1:1,\nR5:a@b.c,\nO0:,\nK1:x,\nE1:x,\n",   /* end not empty */
-	    HEAD "N4:1001,\n",                               /* over SPOOL_RCPT_MAX */
-	    HEAD "N1:1,\nR99999999:",                        /* 8 digits */
-	    "MAILPLEX-SPOOL 1\nQ4:ab12,\n",                  /* lower-case qid */
-	    "MAILPLEX-SPOOL 1\nQ4:AB12,\nS300:",             /* truncated */
+	    HEAD "N1:0,\nE0:,\n",                          /* no recipients */
+	    HEAD "N2:1,\nR5:a@b.c,\nO0:,\nK1:x,\nE0:,\n",  /* N says two */
+	    HEAD "N1:1,\nR6:a@b.c,\nO0:,\nK1:x,\nE0:,\n",  /* length off by one */
+	    HEAD "N1:1,\nR05:a@b.c,\nO0:,\nK1:x,\nE0:,\n", /* leading zero */
+	    HEAD "N1:1,\nR:a@b.c,\nO0:,\nK1:x,\nE0:,\n",   /* no length */
+	    HEAD "N1:1,\nR0:,\nO0:,\nK1:x,\nE0:,\n",       /* empty address */
+	    HEAD "N1:1,\nR5:a@b.c;\nO0:,\nK1:x,\nE0:,\n",  /* bad terminator */
+	    HEAD "N1:1,\nO0:,\nR5:a@b.c,\nK1:x,\nE0:,\n",  /* order */
+	    HEAD "N1:1,\nR5:a@b.c,\nO0:,\nK1:x,\nE1:x,\n", /* end not empty */
+	    HEAD "N4:1001,\n",                             /* over SPOOL_RCPT_MAX */
+	    HEAD "N1:1,\nR99999999:",                      /* 8 digits */
+	    "MAILPLEX-SPOOL 1\nQ4:ab12,\n",                /* lower-case qid */
+	    "MAILPLEX-SPOOL 1\nQ4:AB12,\nS300:",           /* truncated */
 	};
 
 	assert_int_equal(spool_envelope_decode((const uint8_t *)ok, sizeof(ok) - 1, &env, &used,
@@ -371,9 +371,9 @@ test_decoder_accepts_minimal_and_refuses_malformed(void **state)
 	spool_envelope_free(&env);
 	/* Every proper prefix is truncated, never accepted. */
 	for (i = 0; i + 4 < sizeof(ok) - 1; i++)
-		assert_int_equal(spool_envelope_decode((const uint8_t *)ok, i, &env, &used, err,
-		                                       sizeof(err)),
-		                 -1);
+		assert_int_equal(
+		    spool_envelope_decode((const uint8_t *)ok, i, &env, &used, err, sizeof(err)),
+		    -1);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (decode_str(bad[i], &env, err, sizeof(err)) != -1)
 			fail_msg("accepted bad envelope %zu", i);
@@ -400,8 +400,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_committed_message_reads_back_with_hostile_fields_intact,
-	                                    setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(
+	        test_committed_message_reads_back_with_hostile_fields_intact, setup_dir,
+	        teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_queue_ids_are_unique_and_upper_hex, setup_dir,
 	                                    teardown_dir),
 	    cmocka_unit_test_setup_teardown(
@@ -409,8 +410,8 @@ main(void)
 	        teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_recover_pid_removes_only_that_writers_files,
 	                                    setup_dir, teardown_dir),
-	    cmocka_unit_test_setup_teardown(test_writer_killed_after_commit_leaves_a_complete_message,
-	                                    setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(
+	        test_writer_killed_after_commit_leaves_a_complete_message, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_refused_write_is_a_tempfail_and_leaves_no_file,
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test(test_decoder_accepts_minimal_and_refuses_malformed),
