@@ -132,6 +132,8 @@ ctl_list(struct queue_ctx *ctx, const struct control_request *req, struct contro
 		}
 	}
 	for (m = ctx->msgs; m != NULL; m = m->next) {
+		if (m->removed)
+			continue;
 		total++;
 		if (!msg_matches(m, be, rcpt))
 			continue;
@@ -262,8 +264,11 @@ ctl_flush(struct queue_ctx *ctx, const struct control_request *req, struct contr
 		m->st.next_try = 0;
 		n = 1;
 	} else {
-		for (m = ctx->msgs; m != NULL; m = m->next, n++)
-			m->st.next_try = 0;
+		for (m = ctx->msgs; m != NULL; m = m->next)
+			if (!m->removed) {
+				m->st.next_try = 0;
+				n++;
+			}
 	}
 	queue_kick(ctx);
 	log_info("queue: flush of %u message(s) by the operator", n);

@@ -72,7 +72,7 @@ queue_msg_find(struct queue_ctx *ctx, const char *qid)
 	struct queue_msg *m;
 
 	for (m = ctx->msgs; m != NULL; m = m->next)
-		if (strcmp(m->qid, qid) == 0)
+		if (!m->removed && strcmp(m->qid, qid) == 0)
 			return m;
 	return NULL;
 }
@@ -86,18 +86,6 @@ msg_free(struct queue_msg *m)
 	queue_state_free(&m->st);
 	free(m->route);
 	free(m);
-}
-
-static void
-msg_unlink(struct queue_ctx *ctx, struct queue_msg *m)
-{
-	struct queue_msg **pp;
-
-	for (pp = &ctx->msgs; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == m) {
-			*pp = m->next;
-			return;
-		}
 }
 
 /* Blocking on purpose: a removal must be durable before the state log goes (below). */
@@ -142,8 +130,23 @@ queue_msg_delete(struct queue_ctx *ctx, struct queue_msg *m, const char *why)
 	}
 	log_info("%s: removed (%s)", m->qid, why);
 	msg_remove_files(ctx, m);
-	msg_unlink(ctx, m);
-	msg_free(m);
+	m->removed = 1;
+}
+
+/* Frees the messages removed during this loop iteration (before_sleep hook). */
+static void
+msgs_reap(struct queue_ctx *ctx)
+{
+	struct queue_msg **pp = &ctx->msgs, *m;
+
+	while ((m = *pp) != NULL) {
+		if (m->removed) {
+			*pp = m->next;
+			msg_free(m);
+		} else {
+			pp = &m->next;
+		}
+	}
 }
 
 int
@@ -452,8 +455,7 @@ msg_attempt_start(struct queue_ctx *ctx, struct queue_msg *m, uint64_t now)
 	    (m->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		if (errno == ENOENT) { /* removed behind our back (an operator): forget it */
 			log_info("%s: queue file gone", m->qid);
-			msg_unlink(ctx, m);
-			msg_free(m);
+			m->removed = 1;
 		} else {
 			log_warn("%s: open %s", m->qid, path);
 		}
@@ -676,7 +678,7 @@ queue_tick(struct ev_loop *loop, void *arg)
 
 	for (m = ctx->msgs; m != NULL && ctx->nactive < QUEUE_ACTIVE_MAX; m = next) {
 		next = m->next; /* an attempt may end, and free m, before returning */
-		if (!m->active && !m->st.held && m->st.next_try <= now)
+		if (!m->removed && !m->active && !m->st.held && m->st.next_try <= now)
 			msg_attempt_start(ctx, m, now);
 	}
 	if (ev_timer_start(loop, &ctx->tick, QUEUE_TICK_MS, queue_tick, ctx) == -1)
@@ -779,6 +781,7 @@ queue_before_sleep(struct ev_loop *loop, void *arg)
 {
 	(void)loop;
 	queue_conn_reap(arg);
+	msgs_reap(arg);
 }
 
 static void

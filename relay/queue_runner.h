@@ -54,6 +54,8 @@ struct queue_msg {
 	unsigned int jobs;            /* jobs of the running attempt not finished */
 	int active;                   /* an attempt runs */
 	int deleted;                  /* delete asked while active: removed when it ends */
+	int removed;                  /* files gone; freed before the loop sleeps, so that no
+	                                 walk of the list meets a freed message */
 	uint64_t attempt_start_ms;
 };
 
