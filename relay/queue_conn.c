@@ -20,11 +20,11 @@
 #define CONN_LINE_MAX (QUEUE_REPLY_LINE_MAX + 2)
 
 static const char *const conn_state_names[] = {
-    [QC_CONNECTING] = "connect",   [QC_GREETING] = "greeting", [QC_HELO] = "lhlo/ehlo",
-    [QC_STARTTLS] = "starttls",    [QC_TLS_HANDSHAKE] = "tls", [QC_HELO_TLS] = "ehlo-after-tls",
-    [QC_IDLE] = "idle",            [QC_RSET] = "rset",         [QC_MAIL] = "mail",
-    [QC_RCPT] = "rcpt",            [QC_DATA] = "data",         [QC_BODY] = "body",
-    [QC_DOT] = "end-of-data",      [QC_QUIT] = "quit",         [QC_DEAD] = "closed",
+    [QC_CONNECTING] = "connect", [QC_GREETING] = "greeting", [QC_HELO] = "lhlo/ehlo",
+    [QC_STARTTLS] = "starttls",  [QC_TLS_HANDSHAKE] = "tls", [QC_HELO_TLS] = "ehlo-after-tls",
+    [QC_IDLE] = "idle",          [QC_RSET] = "rset",         [QC_MAIL] = "mail",
+    [QC_RCPT] = "rcpt",          [QC_DATA] = "data",         [QC_BODY] = "body",
+    [QC_DOT] = "end-of-data",    [QC_QUIT] = "quit",         [QC_DEAD] = "closed",
 };
 
 static void conn_io(struct ev_loop *loop, int fd, int events, void *arg);
@@ -44,8 +44,7 @@ conn_update_io(struct queue_conn *c)
 		log_warn("backend %s (%s): epoll", c->be->name, c->addr);
 }
 
-static void
-conn_timeout(struct ev_loop *loop, void *arg);
+static void conn_timeout(struct ev_loop *loop, void *arg);
 
 static void
 conn_wait(struct queue_conn *c, uint64_t ms)
@@ -86,8 +85,9 @@ job_decide(struct queue_job *job, size_t i, const struct queue_reply *r)
 {
 	int cls = queue_reply_class(r);
 
-	job->result[i] = cls == 2 ? QUEUE_RCPT_DELIVERED
-	                          : cls == 5 ? QUEUE_RCPT_FAILED : QUEUE_RCPT_PENDING;
+	job->result[i] = cls == 2   ? QUEUE_RCPT_DELIVERED
+	                 : cls == 5 ? QUEUE_RCPT_FAILED
+	                            : QUEUE_RCPT_PENDING;
 	str_copy(job->reply[i], sizeof(job->reply[i]), r->text);
 	if (job->reply[i][0] == '\0')
 		str_copy(job->reply[i], sizeof(job->reply[i]), "(empty reply)");
@@ -557,8 +557,9 @@ conn_read(struct queue_ctx *ctx, struct queue_conn *c)
 			}
 		}
 		if (n == 0) {
-			conn_close(c, c->state == QC_IDLE || c->state == QC_QUIT ? NULL
-			                                                        : "connection closed by the back end");
+			conn_close(c, c->state == QC_IDLE || c->state == QC_QUIT
+			                  ? NULL
+			                  : "connection closed by the back end");
 			return;
 		}
 		while ((lr = linebuf_next_line(&c->in, &l)) != LINEBUF_NEED_MORE) {
@@ -768,7 +769,8 @@ queue_backend_close_all(struct queue_ctx *ctx)
 		}
 		be->wait_tail = NULL;
 		while (be->conns != NULL)
-			conn_close(be->conns, be->conns->job != NULL ? "queue runner stopping" : NULL);
+			conn_close(be->conns,
+			           be->conns->job != NULL ? "queue runner stopping" : NULL);
 	}
 }
 

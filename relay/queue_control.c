@@ -68,9 +68,9 @@ print_msg(struct control_reply *r, const struct queue_msg *m, uint64_t now, cons
 		str_copy(next, sizeof(next), "now");
 	else
 		fmt_span(next, sizeof(next), (m->st.next_try - now + 999) / 1000);
-	control_reply_printf(r, "%s %s age=%s size=%" PRIu64 " from=<%s> attempts=%" PRIu64
-	                        " next=%s\n",
-	                     m->qid, msg_status(m), age, m->size, m->env.sender, m->st.attempts, next);
+	control_reply_printf(
+	    r, "%s %s age=%s size=%" PRIu64 " from=<%s> attempts=%" PRIu64 " next=%s\n", m->qid,
+	    msg_status(m), age, m->size, m->env.sender, m->st.attempts, next);
 	for (i = 0; i < m->env.nrcpt; i++) {
 		/* Filtered: only what is still to be done there (mailplexctl(8)). */
 		if ((be != NULL || rcpt != NULL) && (m->st.rcpt[i].state == QUEUE_RCPT_DELIVERED ||
@@ -81,9 +81,9 @@ print_msg(struct control_reply *r, const struct queue_msg *m, uint64_t now, cons
 		if (rcpt != NULL && strcasecmp(m->env.rcpt[i].addr, rcpt) != 0)
 			continue;
 		control_reply_printf(r, "  to=<%s> %s backend=%s%s%s%s\n", m->env.rcpt[i].addr,
-		                     queue_rcpt_state_name(m->st.rcpt[i].state), m->route[i].backend,
-		                     m->st.rcpt[i].reply[0] ? " reply=\"" : "", m->st.rcpt[i].reply,
-		                     m->st.rcpt[i].reply[0] ? "\"" : "");
+		                     queue_rcpt_state_name(m->st.rcpt[i].state),
+		                     m->route[i].backend, m->st.rcpt[i].reply[0] ? " reply=\"" : "",
+		                     m->st.rcpt[i].reply, m->st.rcpt[i].reply[0] ? "\"" : "");
 	}
 }
 
@@ -190,7 +190,8 @@ ctl_show_headers(struct queue_ctx *ctx, const struct queue_msg *m, struct contro
 		control_reply_printf(r, "  %s\n", buf + start);
 		start = i + 1;
 	}
-	control_reply_printf(r, "  (header block longer than %d bytes: cut)\n", QUEUE_SHOW_HEADER_MAX);
+	control_reply_printf(r, "  (header block longer than %d bytes: cut)\n",
+	                     QUEUE_SHOW_HEADER_MAX);
 }
 
 static void
@@ -205,7 +206,8 @@ ctl_show(struct queue_ctx *ctx, const struct control_request *req, struct contro
 		return;
 	print_msg(r, m, ctl_now_ms(), NULL, NULL);
 	t = (time_t)m->env.arrival;
-	if (gmtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
 		str_copy(when, sizeof(when), "?");
 	control_reply_printf(r, "arrival: %s\nclient: %s helo=%s\nbody: %s%s\n", when,
 	                     m->env.client_addr[0] ? m->env.client_addr : "local", m->env.helo,
@@ -286,7 +288,8 @@ ctl_delete(struct queue_ctx *ctx, const struct control_request *req, struct cont
 	str_copy(qid, sizeof(qid), m->qid);
 	queue_msg_delete(ctx, m, "deleted by the operator");
 	control_reply_printf(r, "%s: deleted%s\n", qid,
-	                     queue_msg_find(ctx, qid) != NULL ? " once its running attempt ends" : "");
+	                     queue_msg_find(ctx, qid) != NULL ? " once its running attempt ends"
+	                                                      : "");
 }
 
 void

@@ -74,7 +74,8 @@ dsn_date(char *buf, size_t len, uint64_t t)
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm) == 0)
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm) == 0)
 		buf[0] = '\0';
 }
 

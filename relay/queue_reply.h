@@ -25,12 +25,12 @@ enum queue_reply_status {
 #define QUEUE_EXT_SMTPUTF8 0x04
 
 struct queue_reply {
-	int code;                          /* 200..599 once the first line parsed, else 0 */
+	int code;                           /* 200..599 once the first line parsed, else 0 */
 	char enhanced[QUEUE_REPLY_ENH_MAX]; /* "5.1.1", or "" when the reply has none */
-	char text[QUEUE_REPLY_TEXT_MAX];   /* "550 5.1.1 no such user": lines joined by ' ' */
+	char text[QUEUE_REPLY_TEXT_MAX];    /* "550 5.1.1 no such user": lines joined by ' ' */
 	unsigned int nlines;
-	unsigned int ext;                  /* QUEUE_EXT_*: keywords of an EHLO/LHLO reply */
-	const char *error;                 /* QUEUE_REPLY_BAD: a static message */
+	unsigned int ext;  /* QUEUE_EXT_*: keywords of an EHLO/LHLO reply */
+	const char *error; /* QUEUE_REPLY_BAD: a static message */
 };
 
 void queue_reply_init(struct queue_reply *r);

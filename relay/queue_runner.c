@@ -46,10 +46,14 @@ const char *
 queue_rcpt_state_name(enum queue_rcpt_state s)
 {
 	switch (s) {
-	case QUEUE_RCPT_PENDING: return "pending";
-	case QUEUE_RCPT_DELIVERED: return "delivered";
-	case QUEUE_RCPT_FAILED: return "failed";
-	case QUEUE_RCPT_BOUNCED: return "bounced";
+	case QUEUE_RCPT_PENDING:
+		return "pending";
+	case QUEUE_RCPT_DELIVERED:
+		return "delivered";
+	case QUEUE_RCPT_FAILED:
+		return "failed";
+	case QUEUE_RCPT_BOUNCED:
+		return "bounced";
 	}
 	return "?";
 }
@@ -61,7 +65,8 @@ qid_valid(const char *q)
 	size_t i;
 
 	for (i = 0; q[i] != '\0'; i++)
-		if (i >= SPOOL_QID_MAX || !((q[i] >= '0' && q[i] <= '9') || (q[i] >= 'A' && q[i] <= 'F')))
+		if (i >= SPOOL_QID_MAX ||
+		    !((q[i] >= '0' && q[i] <= '9') || (q[i] >= 'A' && q[i] <= 'F')))
 			return 0;
 	return i > 0;
 }
@@ -221,7 +226,8 @@ msg_load(struct queue_ctx *ctx, const char *qid)
 	}
 	close(sfd);
 	if (m->st.torn)
-		log_warnx("%s: state log had a torn last record (crash while writing); ignored", qid);
+		log_warnx("%s: state log had a torn last record (crash while writing); ignored",
+		          qid);
 	for (size_t i = 0; i < m->env.nrcpt; i++)
 		str_copy(m->route[i].backend, sizeof(m->route[i].backend), m->env.rcpt[i].backend);
 	m->next = ctx->msgs;
@@ -234,15 +240,15 @@ msg_load(struct queue_ctx *ctx, const char *qid)
 /* ---- routing and jobs ---- */
 
 static struct queue_backend *
-backend_get(struct queue_ctx *ctx, const char *name, enum map_deliver_proto proto,
-            const char *host, uint16_t port, enum map_tls tls)
+backend_get(struct queue_ctx *ctx, const char *name, enum map_deliver_proto proto, const char *host,
+            uint16_t port, enum map_tls tls)
 {
 	struct queue_backend *be;
 
 	/* A back end whose endpoint changed in the map gets a fresh entry (new connections). */
 	for (be = ctx->backends; be != NULL; be = be->next)
-		if (strcmp(be->name, name) == 0 && be->proto == proto && strcmp(be->host, host) == 0 &&
-		    be->port == port && be->tls == tls)
+		if (strcmp(be->name, name) == 0 && be->proto == proto &&
+		    strcmp(be->host, host) == 0 && be->port == port && be->tls == tls)
 			return be;
 	if ((be = calloc(1, sizeof(*be))) == NULL)
 		return NULL;
@@ -280,7 +286,8 @@ job_new(struct queue_msg *m, struct queue_backend *be, size_t cap)
 	job->accepted = calloc(cap, sizeof(*job->accepted));
 	job->reply = calloc(cap, sizeof(*job->reply));
 	job->result = calloc(cap, sizeof(*job->result));
-	if (job->idx == NULL || job->accepted == NULL || job->reply == NULL || job->result == NULL) {
+	if (job->idx == NULL || job->accepted == NULL || job->reply == NULL ||
+	    job->result == NULL) {
 		queue_job_free(job);
 		return NULL;
 	}
@@ -296,8 +303,8 @@ log_attempt(struct queue_ctx *ctx, const struct queue_msg *m, size_t i, const ch
 	uint64_t delay = now > arr ? now - arr : 0;
 
 	(void)ctx;
-	log_info("%s: client=%s from=<%s> to=<%s> backend=%s result=%s delay=%" PRIu64
-	         ".%03" PRIu64 "s attempt=%" PRIu64 " reply=\"%s\"",
+	log_info("%s: client=%s from=<%s> to=<%s> backend=%s result=%s delay=%" PRIu64 ".%03" PRIu64
+	         "s attempt=%" PRIu64 " reply=\"%s\"",
 	         m->qid, m->env.client_addr[0] ? m->env.client_addr : "local", m->env.sender,
 	         m->env.rcpt[i].addr, backend, result, delay / 1000, delay % 1000,
 	         m->st.attempts + 1, reply);
@@ -305,8 +312,7 @@ log_attempt(struct queue_ctx *ctx, const struct queue_msg *m, size_t i, const ch
 
 /* Records one decision taken without a back end (map verdict, expiry). */
 static size_t
-rec_add(char *recs, size_t off, size_t cap, size_t idx, enum queue_rcpt_state s,
-        const char *reply)
+rec_add(char *recs, size_t off, size_t cap, size_t idx, enum queue_rcpt_state s, const char *reply)
 {
 	int n;
 
@@ -361,8 +367,8 @@ enum route_verdict {
 };
 
 static enum route_verdict
-msg_route(struct queue_ctx *ctx, const struct queue_msg *m, size_t i,
-          struct queue_backend **be, char *backend_name, char *reply, size_t replylen)
+msg_route(struct queue_ctx *ctx, const struct queue_msg *m, size_t i, struct queue_backend **be,
+          char *backend_name, char *reply, size_t replylen)
 {
 	const char *addr = m->env.rcpt[i].addr;
 	const struct map_recipient *mr = NULL;
@@ -380,14 +386,16 @@ msg_route(struct queue_ctx *ctx, const struct queue_msg *m, size_t i,
 	switch (res.status) {
 	case MAP_DELIVER:
 		mb = mr != NULL ? mr->backend : NULL;
-		if (mb == NULL || mb->deliver_proto == MAP_PROTO_NONE || mb->deliver.host[0] == '\0') {
-			(void)str_format(reply, replylen, "451 4.3.5 back end %s has no delivery endpoint",
+		if (mb == NULL || mb->deliver_proto == MAP_PROTO_NONE ||
+		    mb->deliver.host[0] == '\0') {
+			(void)str_format(reply, replylen,
+			                 "451 4.3.5 back end %s has no delivery endpoint",
 			                 mb != NULL ? mb->name : "?");
 			break;
 		}
 		str_copy(backend_name, MAP_NAME_MAX + 1, mb->name);
-		*be = backend_get(ctx, mb->name, mb->deliver_proto, mb->deliver.host, mb->deliver.port,
-		                  mb->tls);
+		*be = backend_get(ctx, mb->name, mb->deliver_proto, mb->deliver.host,
+		                  mb->deliver.port, mb->tls);
 		if (*be == NULL) {
 			(void)str_format(reply, replylen, "451 4.3.0 out of memory");
 			break;
@@ -396,7 +404,8 @@ msg_route(struct queue_ctx *ctx, const struct queue_msg *m, size_t i,
 		break;
 	case MAP_MIGRATING:
 		/* The mailbox is being moved: deliver once the move is done, to the new home. */
-		(void)str_format(reply, replylen, "451 4.2.1 <%s>: mailbox is being migrated", addr);
+		(void)str_format(reply, replylen, "451 4.2.1 <%s>: mailbox is being migrated",
+		                 addr);
 		break;
 	case MAP_REJECT:
 		if (mr != NULL && mr->text[0] == '5')
@@ -413,8 +422,9 @@ msg_route(struct queue_ctx *ctx, const struct queue_msg *m, size_t i,
 	case MAP_NOT_OURS:
 		if (m->env.sender[0] == '\0' && ctx->have_bounce_relay) {
 			str_copy(backend_name, MAP_NAME_MAX + 1, QUEUE_BOUNCE_RELAY);
-			*be = backend_get(ctx, QUEUE_BOUNCE_RELAY, MAP_PROTO_SMTP, ctx->bounce_relay_host,
-			                  ctx->bounce_relay_port, MAP_TLS_OFF);
+			*be = backend_get(ctx, QUEUE_BOUNCE_RELAY, MAP_PROTO_SMTP,
+			                  ctx->bounce_relay_host, ctx->bounce_relay_port,
+			                  MAP_TLS_OFF);
 			v = *be != NULL ? ROUTE_BACKEND : ROUTE_DEFER;
 			if (*be == NULL)
 				(void)str_format(reply, replylen, "451 4.3.0 out of memory");
@@ -479,9 +489,10 @@ msg_attempt_start(struct queue_ctx *ctx, struct queue_msg *m, uint64_t now)
 		be = NULL;
 		name[0] = '\0';
 		if (expired) {
-			(void)str_format(reply, sizeof(reply),
-			                 "554 5.4.7 delivery time expired (queue lifetime); last: %s",
-			                 m->st.rcpt[i].reply[0] ? m->st.rcpt[i].reply : "none");
+			(void)str_format(
+			    reply, sizeof(reply),
+			    "554 5.4.7 delivery time expired (queue lifetime); last: %s",
+			    m->st.rcpt[i].reply[0] ? m->st.rcpt[i].reply : "none");
 			v = m->env.sender[0] == '\0' ? ROUTE_DROP : ROUTE_FAIL;
 		} else {
 			v = msg_route(ctx, m, i, &be, name, reply, sizeof(reply));
@@ -496,7 +507,9 @@ msg_attempt_start(struct queue_ctx *ctx, struct queue_msg *m, uint64_t now)
 			m->st.rcpt[i].state = s;
 			str_copy(m->st.rcpt[i].reply, sizeof(m->st.rcpt[i].reply), reply);
 			log_attempt(ctx, m, i, "none",
-			            v == ROUTE_DEFER ? "deferred" : v == ROUTE_FAIL ? "failed" : "dropped",
+			            v == ROUTE_DEFER  ? "deferred"
+			            : v == ROUTE_FAIL ? "failed"
+			                              : "dropped",
 			            reply);
 			continue;
 		}
@@ -613,19 +626,24 @@ msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m)
 	failed = calloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof(*failed));
 	for (i = 0; i < m->env.nrcpt; i++) {
 		switch (m->st.rcpt[i].state) {
-		case QUEUE_RCPT_PENDING: npending++; break;
+		case QUEUE_RCPT_PENDING:
+			npending++;
+			break;
 		case QUEUE_RCPT_FAILED:
 			if (failed != NULL)
 				failed[nfailed] = i;
 			nfailed++;
 			break;
-		default: nfinal++; break;
+		default:
+			nfinal++;
+			break;
 		}
 	}
 	if (!m->deleted && nfailed > 0 && failed != NULL && recs != NULL) {
 		if (m->env.sender[0] == '\0') {
 			/* RFC 5321 6.1: never a bounce for a message with the null sender. */
-			log_info("%s: %zu recipient(s) failed; no bounce for a null sender", m->qid, nfailed);
+			log_info("%s: %zu recipient(s) failed; no bounce for a null sender", m->qid,
+			         nfailed);
 		}
 		if (m->env.sender[0] == '\0' || msg_bounce(ctx, m, failed, nfailed) == 0) {
 			for (i = 0; i < nfailed; i++) {
@@ -643,7 +661,8 @@ msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m)
 		                              sc->queue_max_backoff_ms);
 		expiry = m->env.arrival * 1000u + sc->queue_lifetime_ms;
 		if (npending > 0 && next > expiry)
-			next = expiry > now ? expiry : now; /* the bounce is due on time, not later */
+			next =
+			    expiry > now ? expiry : now; /* the bounce is due on time, not later */
 		m->st.next_try = next;
 		if (recs != NULL && cap - off >= QUEUE_STATE_RECORD_MAX &&
 		    (n = queue_state_fmt_attempt(recs + off, cap - off, m->st.attempts, next)) > 0)
@@ -662,8 +681,8 @@ msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m)
 	} else if (nfinal == m->env.nrcpt) {
 		queue_msg_delete(ctx, m, "every recipient final");
 	} else if (npending > 0) {
-		log_debug("%s: %zu recipient(s) deferred, next try in %" PRIu64 "s", m->qid, npending,
-		          (m->st.next_try - now) / 1000);
+		log_debug("%s: %zu recipient(s) deferred, next try in %" PRIu64 "s", m->qid,
+		          npending, (m->st.next_try - now) / 1000);
 	}
 }
 
@@ -843,8 +862,8 @@ queue_reload(struct queue_ctx *ctx)
 	}
 	if (strcmp(nc->map.db, ctx->conf->map.db) != 0) {
 		if ((nm = map_open(nc->map.db, err, sizeof(err))) == NULL) {
-			log_warnx("queue: reload refused, configuration kept: map %s: %s", nc->map.db,
-			          err);
+			log_warnx("queue: reload refused, configuration kept: map %s: %s",
+			          nc->map.db, err);
 			mailplex_conf_free(nc);
 			free(nc);
 			return;
@@ -908,8 +927,7 @@ queue_setup(struct queue_ctx *ctx)
 	}
 	ctx->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (ctx->inotify_fd == -1 ||
-	    (wd = inotify_add_watch(ctx->inotify_fd, ctx->queue_dir, IN_MOVED_TO)) ==
-	        -1 ||
+	    (wd = inotify_add_watch(ctx->inotify_fd, ctx->queue_dir, IN_MOVED_TO)) == -1 ||
 	    ev_io_set(ctx->loop, ctx->inotify_fd, EV_READ, queue_inotify_read, ctx) == -1) {
 		/* The scan still finds every message, a minute later at worst. */
 		log_warn("queue: inotify on %s", ctx->queue_dir);
@@ -955,7 +973,8 @@ queue_runner_main(const struct mailplex_conf *conf, const char *conf_path)
 		log_info("queue: runner started: spool %s, %u message(s), control %s",
 		         conf->smtpd.spool, nmsgs, conf->smtpd.queue_control);
 		queue_kick(&ctx);
-		if (ev_timer_start(ctx.loop, &ctx.scan, QUEUE_SCAN_MS, queue_scan_timer, &ctx) == -1)
+		if (ev_timer_start(ctx.loop, &ctx.scan, QUEUE_SCAN_MS, queue_scan_timer, &ctx) ==
+		    -1)
 			log_warnx("queue: cannot arm the scan timer");
 		rc = ev_run(ctx.loop) == 0 ? 0 : 1;
 		queue_backend_close_all(&ctx);

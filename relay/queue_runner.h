@@ -24,14 +24,14 @@
 #include "sock.h"
 #include "spool.h"
 
-#define QUEUE_TICK_MS          1000   /* due messages are looked for this often */
-#define QUEUE_SCAN_MS          60000  /* full scan of queue/ besides inotify */
-#define QUEUE_ACTIVE_MAX       200    /* messages in delivery at once (memory, descriptors) */
-#define QUEUE_CONN_IDLE_MS     10000  /* an idle back-end connection is closed after this */
-#define QUEUE_CONN_OUT_MAX     65536  /* body bytes buffered towards a back end */
-#define QUEUE_BODY_CHUNK       16384  /* read from the queue file at a time */
-#define QUEUE_SHOW_HEADER_MAX  4096   /* queue show: header bytes shown at most */
-#define QUEUE_BOUNCE_RELAY     "bounce-relay" /* the back-end name of smtpd.bounce_relay */
+#define QUEUE_TICK_MS         1000  /* due messages are looked for this often */
+#define QUEUE_SCAN_MS         60000 /* full scan of queue/ besides inotify */
+#define QUEUE_ACTIVE_MAX      200   /* messages in delivery at once (memory, descriptors) */
+#define QUEUE_CONN_IDLE_MS    10000 /* an idle back-end connection is closed after this */
+#define QUEUE_CONN_OUT_MAX    65536 /* body bytes buffered towards a back end */
+#define QUEUE_BODY_CHUNK      16384 /* read from the queue file at a time */
+#define QUEUE_SHOW_HEADER_MAX 4096  /* queue show: header bytes shown at most */
+#define QUEUE_BOUNCE_RELAY    "bounce-relay" /* the back-end name of smtpd.bounce_relay */
 
 struct queue_ctx;
 struct queue_backend;
@@ -47,15 +47,15 @@ struct queue_msg {
 	char qid[SPOOL_QID_MAX + 1];
 	struct spool_envelope env;
 	off_t body_off;
-	uint64_t size;                /* bytes of the queue file */
-	struct queue_state st;        /* replayed from state/QID, kept in step with it */
+	uint64_t size;         /* bytes of the queue file */
+	struct queue_state st; /* replayed from state/QID, kept in step with it */
 	struct queue_rcpt_route *route;
-	int fd;                       /* queue/QID while an attempt runs, else -1 */
-	unsigned int jobs;            /* jobs of the running attempt not finished */
-	int active;                   /* an attempt runs */
-	int deleted;                  /* delete asked while active: removed when it ends */
-	int removed;                  /* files gone; freed before the loop sleeps, so that no
-	                                 walk of the list meets a freed message */
+	int fd;            /* queue/QID while an attempt runs, else -1 */
+	unsigned int jobs; /* jobs of the running attempt not finished */
+	int active;        /* an attempt runs */
+	int deleted;       /* delete asked while active: removed when it ends */
+	int removed;       /* files gone; freed before the loop sleeps, so that no
+	                      walk of the list meets a freed message */
 	uint64_t attempt_start_ms;
 };
 
@@ -65,8 +65,8 @@ struct queue_job {
 	struct queue_msg *msg;
 	struct queue_backend *be;
 	size_t n;
-	size_t *idx;       /* recipient indexes into msg->env.rcpt */
-	int *accepted;     /* per idx: RCPT got 2xx (a reply after DATA is due) */
+	size_t *idx;                         /* recipient indexes into msg->env.rcpt */
+	int *accepted;                       /* per idx: RCPT got 2xx (a reply after DATA is due) */
 	char (*reply)[QUEUE_REPLY_TEXT_MAX]; /* per idx: the reply that decided it */
 	enum queue_rcpt_state *result;       /* per idx: delivered, failed or pending */
 };
@@ -95,19 +95,19 @@ struct queue_conn {
 	enum queue_conn_state state;
 	int fd;
 	SSL *ssl;
-	int want_write;               /* TLS wants writability to go on */
+	int want_write; /* TLS wants writability to go on */
 	struct linebuf in;
 	char *out;
 	size_t out_len, out_off;
 	struct queue_reply reply;
 	struct ev_timer timer;
-	unsigned int ext;             /* QUEUE_EXT_* of the LHLO/EHLO reply */
-	int used;                     /* a transaction ran: RSET before the next */
+	unsigned int ext; /* QUEUE_EXT_* of the LHLO/EHLO reply */
+	int used;         /* a transaction ran: RSET before the next */
 	struct queue_job *job;
-	size_t rcpt_pos;              /* RCPT sent for job->idx[rcpt_pos] */
-	size_t naccepted, dot_pos;    /* LMTP: accepted recipients, replies read after DATA */
+	size_t rcpt_pos;           /* RCPT sent for job->idx[rcpt_pos] */
+	size_t naccepted, dot_pos; /* LMTP: accepted recipients, replies read after DATA */
 	off_t body_pos;
-	struct queue_body_enc body;   /* dot-stuffing state across chunks */
+	struct queue_body_enc body; /* dot-stuffing state across chunks */
 	char addr[SOCK_ADDR_STRLEN];
 };
 
@@ -140,7 +140,7 @@ struct queue_ctx {
 	struct queue_msg *msgs;
 	unsigned int nactive;
 	struct queue_backend *backends;
-	struct queue_conn *dead;       /* closed connections, freed before the loop sleeps */
+	struct queue_conn *dead; /* closed connections, freed before the loop sleeps */
 	SSL_CTX *tls_client;
 	struct control_server *control;
 	int have_bounce_relay;

@@ -142,11 +142,20 @@ state_apply(struct queue_state *st, const char *s, size_t len)
 		    s[i] != ' ')
 			return -1;
 		switch (s[i + 1]) {
-		case 'P': rs = QUEUE_RCPT_PENDING; break;
-		case 'D': rs = QUEUE_RCPT_DELIVERED; break;
-		case 'F': rs = QUEUE_RCPT_FAILED; break;
-		case 'B': rs = QUEUE_RCPT_BOUNCED; break;
-		default: return -1;
+		case 'P':
+			rs = QUEUE_RCPT_PENDING;
+			break;
+		case 'D':
+			rs = QUEUE_RCPT_DELIVERED;
+			break;
+		case 'F':
+			rs = QUEUE_RCPT_FAILED;
+			break;
+		case 'B':
+			rs = QUEUE_RCPT_BOUNCED;
+			break;
+		default:
+			return -1;
 		}
 		i += 2;
 		/* Delivered is final: nothing read later can make it pending again. */
@@ -191,8 +200,8 @@ queue_state_replay(struct queue_state *st, const char *buf, size_t len)
 		if (end - off < 11 || buf[end - 10] != ' ' || buf[end - 9] != '#')
 			break;
 		body = end - 10;
-		if (snprintf(sum, sizeof(sum), "%08" PRIx32, state_checksum(buf + off, body - off)) !=
-		        8 ||
+		if (snprintf(sum, sizeof(sum), "%08" PRIx32,
+		             state_checksum(buf + off, body - off)) != 8 ||
 		    memcmp(sum, buf + end - 8, 8) != 0)
 			break;
 		if (state_apply(st, buf + off, body - off) < 0)
@@ -221,8 +230,7 @@ state_fsync_dir(const char *dir, char *err, size_t errlen)
 }
 
 int
-queue_state_open(const char *dir, const char *qid, struct queue_state *st, char *err,
-                 size_t errlen)
+queue_state_open(const char *dir, const char *qid, struct queue_state *st, char *err, size_t errlen)
 {
 	char path[4096];
 	struct stat sb;

@@ -14,7 +14,7 @@
 #include "queue_reply.h"
 
 #define QUEUE_STATE_RECORD_MAX (QUEUE_REPLY_TEXT_MAX + 64) /* one line, LF included */
-#define QUEUE_STATE_FILE_MAX   (4 * 1024 * 1024) /* larger is corrupt: never replayed */
+#define QUEUE_STATE_FILE_MAX   (4 * 1024 * 1024)           /* larger is corrupt: never replayed */
 
 enum queue_rcpt_state {
 	QUEUE_RCPT_PENDING = 0, /* not delivered yet: tried again at the next attempt */

@@ -54,7 +54,8 @@ test_bounce_has_the_rfc3464_parts_and_fields(void **state)
 
 	(void)state;
 	m = compose(r, 1, &len);
-	assert_non_null(strstr(m, "From: Mail Delivery System <MAILER-DAEMON@relay1.bigisp.com>\r\n"));
+	assert_non_null(
+	    strstr(m, "From: Mail Delivery System <MAILER-DAEMON@relay1.bigisp.com>\r\n"));
 	assert_non_null(strstr(m, "To: <alice@example.org>\r\n"));
 	assert_non_null(strstr(m, "Content-Type: multipart/report; report-type=delivery-status;"));
 	assert_non_null(strstr(m, "Content-Type: message/delivery-status\r\n"));
@@ -64,7 +65,8 @@ test_bounce_has_the_rfc3464_parts_and_fields(void **state)
 	assert_non_null(strstr(m, "Original-Recipient: rfc822; Bob@bigisp.com\r\n"));
 	assert_non_null(strstr(m, "Action: failed\r\n"));
 	assert_non_null(strstr(m, "Status: 5.1.1\r\n"));
-	assert_non_null(strstr(m, "Diagnostic-Code: smtp; 550 5.1.1 <bob@bigisp.com> no such user\r\n"));
+	assert_non_null(
+	    strstr(m, "Diagnostic-Code: smtp; 550 5.1.1 <bob@bigisp.com> no such user\r\n"));
 	assert_non_null(strstr(m, "Content-Type: text/rfc822-headers\r\n"));
 	assert_non_null(strstr(m, "Subject: hello\r\nMessage-ID: <m1@example.org>\r\n"));
 	free(m);

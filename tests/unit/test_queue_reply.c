@@ -27,7 +27,8 @@ test_single_line_reply_with_enhanced_code(void **state)
 
 	(void)state;
 	queue_reply_init(&r);
-	assert_int_equal(feed(&r, "550 5.1.1 <x@example.org> User doesn't exist"), QUEUE_REPLY_DONE);
+	assert_int_equal(feed(&r, "550 5.1.1 <x@example.org> User doesn't exist"),
+	                 QUEUE_REPLY_DONE);
 	assert_int_equal(r.code, 550);
 	assert_int_equal(queue_reply_class(&r), 5);
 	assert_string_equal(r.enhanced, "5.1.1");
@@ -94,8 +95,8 @@ test_bare_code_is_a_complete_reply(void **state)
 static void
 test_malformed_replies_are_bad_and_stay_bad(void **state)
 {
-	static const char *bad[] = {"", "25", "abc hello", "199 x", "600 x", "250x", "300 x",
-	                            "2501 x"};
+	static const char *bad[] = {"",      "25",   "abc hello", "199 x",
+	                            "600 x", "250x", "300 x",     "2501 x"};
 	struct queue_reply r;
 	size_t i;
 
