@@ -251,7 +251,9 @@ fi
 
 # ---- RCPT-time verification against real back ends (Postfix's smtp-sink) ----
 if command -v smtp-sink >/dev/null 2>&1; then
-	smtp-sink -u nobody "$VB:$PGOOD" 10 >/dev/null 2>&1 &
+	mkdir "$T/sinkdump"
+	chown nobody "$T/sinkdump" 2>/dev/null || chmod 777 "$T/sinkdump"
+	smtp-sink -u nobody -d "$T/sinkdump/%M." "$VB:$PGOOD" 10 >/dev/null 2>&1 &
 	SINKS="$SINKS $!"
 	GOOD=$!
 	smtp-sink -u nobody -L -f RCPT -B "550 5.1.1 no such user here" "$VB:$PBAD" 10 \
@@ -282,6 +284,19 @@ sys.exit(1)"; }
 	wait_addr "$PGOOD" && wait_addr "$PBAD" || die "smtp-sink did not start"
 	EXTRA='verify_recipients = true; verify_timeout = "2s";' WORKERS=1 \
 		start verify "$P4" "$T/spool-verify" "$T/vmap.db"
+	# end to end: received, spooled, delivered by the queue runner the master forked
+	client send "$IP" "$P4" "$T/spool-verify" "e2e-marker-$$"
+	for _ in $(seq 100); do
+		grep -rqs "e2e-marker-$$" "$T/sinkdump" && break
+		sleep 0.2
+	done
+	grep -rqs "e2e-marker-$$" "$T/sinkdump" || die "the queue runner did not deliver the message"
+	for _ in $(seq 50); do
+		[ "$(ls "$T/spool-verify/queue" | wc -l)" -eq 0 ] && break
+		sleep 0.2
+	done
+	[ "$(ls "$T/spool-verify/queue" | wc -l)" -eq 0 ] || die "delivered message still queued"
+	echo "ok: end to end: accepted, spooled and delivered to its back end by the forked queue runner"
 	client verify "$IP" "$P4" "$T/spool-verify" "$BAD" "$GOOD"
 	grep -q "rcpt=<ghost@mail.test> refused by its back end: 550 5.1.1 no such user here" \
 		"$T/verify.log" || die "no log line for the refused recipient"
