@@ -229,10 +229,12 @@ queue_empty() {
 # ==== 1. one message, recipients on both LMTP back ends and the SMTP back end ====
 runner_start "$T/q.conf"
 message m1
-inject "$T/q.conf" sam@mail.test alice@mail.test bob@mail.test carol@mail.test >/dev/null ||
+inject "$T/q.conf" sam@mail.test alice@mail.test bob@mail.test carol@mail.test sam@mail.test >/dev/null ||
 	die "inject failed"
 wait_for "m1 delivered" queue_empty || fail=1
 check "m1 reached alice (d1) once" test "$(count_in "$T/d1/home/alice" m1)" = 1
+check "m1 reached sam (d1, same LMTP transaction as alice: two replies after DATA) once" \
+	test "$(count_in "$T/d1/home/sam" m1)" = 1
 check "m1 reached bob (d2) once" test "$(count_in "$T/d2/home/bob" m1)" = 1
 check "m1 reached carol (smtp-sink) once" \
 	test "$(grep -l "Subject: m1" "$T"/sink/* 2>/dev/null | wc -l)" = 1
@@ -241,7 +243,7 @@ check "m1 body was dot-stuffed and unstuffed intact" \
 check "d2 was reached over STARTTLS (map tls=on)" \
 	grep -q "with LMTPS" "$T"/d2/home/bob/Maildir/new/*
 check "one log line per delivery attempt" \
-	test "$(grep -c "from=<sam@mail.test> to=<.*@mail.test> backend=.* result=delivered" "$T/runner.log")" = 3
+	test "$(grep -c "from=<sam@mail.test> to=<.*@mail.test> backend=.* result=delivered" "$T/runner.log")" = 4
 
 # a 3 MiB message with dot lines and bare LFs arrives byte for byte (line ends aside)
 python3 - "$T/big.eml" <<'PY'
