@@ -41,6 +41,22 @@ fmt_span(char *buf, size_t len, uint64_t s)
 		(void)str_format(buf, len, "%" PRIu64 "s", s);
 }
 
+/* addr is want, or want's mailbox with a +detail ("bob+lists@x" matches "bob@x"). */
+static int
+rcpt_matches(const char *addr, const char *want)
+{
+	const char *plus = strchr(addr, '+'), *at = strrchr(addr, '@');
+	size_t l;
+
+	if (strcasecmp(addr, want) == 0)
+		return 1;
+	if (plus == NULL || at == NULL || plus > at)
+		return 0;
+	l = (size_t)(plus - addr);
+	return strlen(want) == l + strlen(at) && strncasecmp(addr, want, l) == 0 &&
+	       strcasecmp(want + l, at) == 0;
+}
+
 static const char *
 msg_status(const struct queue_msg *m)
 {
@@ -78,7 +94,7 @@ print_msg(struct control_reply *r, const struct queue_msg *m, uint64_t now, cons
 			continue;
 		if (be != NULL && strcmp(m->route[i].backend, be) != 0)
 			continue;
-		if (rcpt != NULL && strcasecmp(m->env.rcpt[i].addr, rcpt) != 0)
+		if (rcpt != NULL && !rcpt_matches(m->env.rcpt[i].addr, rcpt))
 			continue;
 		control_reply_printf(r, "  to=<%s> %s backend=%s%s%s%s\n", m->env.rcpt[i].addr,
 		                     queue_rcpt_state_name(m->st.rcpt[i].state),
@@ -101,7 +117,7 @@ msg_matches(const struct queue_msg *m, const char *be, const char *rcpt)
 			continue;
 		if (be != NULL && strcmp(m->route[i].backend, be) != 0)
 			continue;
-		if (rcpt != NULL && strcasecmp(m->env.rcpt[i].addr, rcpt) != 0)
+		if (rcpt != NULL && !rcpt_matches(m->env.rcpt[i].addr, rcpt))
 			continue;
 		return 1;
 	}

@@ -403,9 +403,15 @@ msg_route(struct queue_ctx *ctx, const struct queue_msg *m, size_t i, struct que
 		v = ROUTE_BACKEND;
 		break;
 	case MAP_MIGRATING:
-		/* The mailbox is being moved: deliver once the move is done, to the new home. */
+		/*
+		 * The mailbox is being moved: deliver once the move is done, to the new home.
+		 * Listed under the new back end: nothing goes to the old one any more, which
+		 * is what a migration waits for ("queue list backend OLD").
+		 */
 		(void)str_format(reply, replylen, "451 4.2.1 <%s>: mailbox is being migrated",
 		                 addr);
+		if (mr != NULL && mr->backend != NULL)
+			str_copy(backend_name, MAP_NAME_MAX + 1, mr->backend->name);
 		break;
 	case MAP_REJECT:
 		if (mr != NULL && mr->text[0] == '5')
@@ -482,7 +488,6 @@ msg_attempt_start(struct queue_ctx *ctx, struct queue_msg *m, uint64_t now)
 	ctx->nactive++;
 	m->attempt_start_ms = ev_now_ms(ctx->loop);
 	m->jobs = 1; /* held until every job is submitted: one may finish at once */
-	map_reopen_if_changed(ctx->map, 0);
 	for (i = 0; i < m->env.nrcpt; i++) {
 		if (m->st.rcpt[i].state != QUEUE_RCPT_PENDING)
 			continue;
@@ -688,12 +693,43 @@ msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m)
 
 /* ---- finding work ---- */
 
+/*
+ * After the map changed: where each waiting recipient would go now, so that queue list
+ * shows the route of the next attempt (a user moved away from a back end no longer
+ * counts as queued towards it). Lookups only; nothing is delivered or recorded here.
+ */
+static void
+queue_reroute(struct queue_ctx *ctx)
+{
+	struct queue_msg *m;
+	struct queue_backend *be;
+	char name[MAP_NAME_MAX + 1], reply[QUEUE_REPLY_TEXT_MAX];
+	size_t i;
+
+	for (m = ctx->msgs; m != NULL; m = m->next) {
+		if (m->removed || m->active)
+			continue;
+		for (i = 0; i < m->env.nrcpt; i++) {
+			if (m->st.rcpt[i].state != QUEUE_RCPT_PENDING)
+				continue;
+			name[0] = '\0';
+			be = NULL;
+			(void)msg_route(ctx, m, i, &be, name, reply, sizeof(reply));
+			if (name[0] != '\0')
+				str_copy(m->route[i].backend, sizeof(m->route[i].backend), name);
+		}
+	}
+}
+
 static void
 queue_tick(struct ev_loop *loop, void *arg)
 {
 	struct queue_ctx *ctx = arg;
 	struct queue_msg *m, *next;
 	uint64_t now = time_unix_ms();
+
+	if (map_reopen_if_changed(ctx->map, 0) == 1)
+		queue_reroute(ctx);
 
 	for (m = ctx->msgs; m != NULL && ctx->nactive < QUEUE_ACTIVE_MAX; m = next) {
 		next = m->next; /* an attempt may end, and free m, before returning */
@@ -878,7 +914,8 @@ queue_reload(struct queue_ctx *ctx)
 	if (nc->smtpd.hostname != NULL)
 		str_copy(ctx->hostname, sizeof(ctx->hostname), nc->smtpd.hostname);
 	map_set_check_interval(ctx->map, nc->map.reload_check_ms);
-	map_reopen_if_changed(ctx->map, 1);
+	if (map_reopen_if_changed(ctx->map, 1) == 1)
+		queue_reroute(ctx);
 	if (ctx->own_conf != NULL) {
 		mailplex_conf_free(ctx->own_conf);
 		free(ctx->own_conf);

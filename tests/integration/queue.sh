@@ -320,6 +320,10 @@ check "list rcpt shows dave pending" \
 	sh -c "$CTL queue list rcpt dave@mail.test | grep -q 'to=<dave@mail.test> pending backend=down'"
 check "frank (migrating) is deferred with 4.2.1" \
 	sh -c "$CTL queue list rcpt frank@mail.test | grep -q '4.2.1'"
+check "frank (migrating d1 -> d2) is not listed as queued towards d1" \
+	sh -c "! $CTL queue list backend d1 rcpt frank@mail.test | grep -q '^$q5 '"
+check "frank (migrating d1 -> d2) is listed as queued towards d2" \
+	sh -c "$CTL queue list backend d2 rcpt frank@mail.test | grep -q '^$q5 '"
 check "show prints the envelope and headers" sh -c "$CTL queue show $q5 | grep -q '^  Subject: m5'"
 check "show never prints the body" sh -c "! $CTL queue show $q5 | grep -q BODYSECRET"
 check "hold" sh -c "$CTL queue hold $q5 | grep -q held"
@@ -342,8 +346,10 @@ check "m5 reached frank on d2 once the migration was done" test "$(count_in "$T/
 kill "$SINKPID_down" 2>/dev/null
 wait "$SINKPID_down" 2>/dev/null
 message m6
-q6=$(inject "$T/q.conf" sam@mail.test dave@mail.test) || die "inject failed"
+q6=$(inject "$T/q.conf" sam@mail.test dave+x@mail.test) || die "inject failed"
 wait_for "m6 deferred" sh -c "$CTL queue list | grep -q '^$q6 deferred'" || fail=1
+check "list rcpt dave@ finds dave+x@" \
+	sh -c "$CTL queue list backend down rcpt dave@mail.test | grep -q 'to=<dave+x@mail.test> pending'"
 check "delete" sh -c "$CTL queue delete $q6 | grep -q deleted"
 check "the queue file is gone" test ! -e "$T/spool/queue/$q6"
 check "the state log is gone" test ! -e "$T/spool/state/$q6"
