@@ -39,6 +39,7 @@ enum smtpd_state {
 	SS_BDAT,    /* BDAT: bdat_left raw bytes */
 	SS_DELAY,   /* an error reply is held for error_delay; input is not read */
 	SS_VERIFY,  /* RCPT waits for the back end's answer; input is buffered, not parsed */
+	SS_COMMIT,  /* the message is in queue/; its 250 waits for the group sync */
 	SS_CLOSING, /* the last reply goes out, then a lingering close */
 	SS_DEAD,
 	SS_NSTATES,
@@ -97,8 +98,9 @@ struct smtpd_session {
 	uint64_t bdat_left;
 	int bdat_last;
 	struct smtpd_tx tx;
-	struct smtpd_verify *verify; /* SS_VERIFY: the check in flight */
-	size_t verify_before;        /* tx->nrcpt before the recipient being verified */
+	struct smtpd_session *commit_next; /* SS_COMMIT: ctx->commits */
+	struct smtpd_verify *verify;       /* SS_VERIFY: the check in flight */
+	size_t verify_before;              /* tx->nrcpt before the recipient being verified */
 	char verify_addr[MAP_ADDR_MAX + 1];
 };
 
@@ -121,6 +123,8 @@ struct smtpd_ctx {
 	uint64_t accepted; /* messages acknowledged with 250 */
 	struct ipcount ips;
 	struct smtpd_verify_cache *verify_cache;
+	struct smtpd_session *commits; /* SS_COMMIT sessions: one queue/ fsync for all */
+	struct ev_timer commit_timer;  /* more commits came while answering the last ones */
 	struct ev_timer accept_timer;
 	int accept_paused;
 	uint8_t rbuf[SMTPD_LINEBUF_BYTES]; /* one read buffer per worker */
@@ -128,6 +132,8 @@ struct smtpd_ctx {
 };
 
 /* smtpd_session.c */
+/* Before the loop sleeps: one fsync of queue/, then every waiting 250 (group commit). */
+void smtpd_commit_flush(struct ev_loop *loop, void *arg);
 void smtpd_session_new(struct smtpd_ctx *ctx, int fd, const struct sockaddr_storage *peer);
 void smtpd_session_close(struct smtpd_session *s, const char *reason);
 void smtpd_session_free(struct smtpd_session *s);

@@ -316,6 +316,9 @@ static void __attribute__((noreturn)) worker_run(struct smtpd_master *m, size_t 
 		log_warnx("worker %zu: map %s: %s: recipients get 451", idx, ctx.conf->map.db, err);
 	else
 		map_set_check_interval(ctx.map, ctx.conf->map.reload_check_ms);
+	ev_timer_init(&ctx.commit_timer);
+	if (ev_before_sleep(ctx.loop, smtpd_commit_flush, &ctx) == -1)
+		fatal("ev_before_sleep");
 	if (ev_signal_add(ctx.loop, SIGTERM, worker_signal, &ctx) == -1 ||
 	    ev_signal_add(ctx.loop, SIGINT, worker_signal, &ctx) == -1 ||
 	    ev_signal_add(ctx.loop, SIGHUP, worker_signal, &ctx) == -1)
@@ -325,7 +328,9 @@ static void __attribute__((noreturn)) worker_run(struct smtpd_master *m, size_t 
 	log_debug("worker %zu: running", idx);
 	if (ev_run(ctx.loop) == -1)
 		log_warn("worker %zu: event loop", idx);
-	/* Unacknowledged messages are simply not acknowledged: their tmp files go. */
+	/* Answer what is published, then close; unacknowledged messages' tmp files go. */
+	smtpd_commit_flush(ctx.loop, &ctx);
+	ev_timer_stop(ctx.loop, &ctx.commit_timer);
 	while (ctx.sessions != NULL) {
 		smtpd_session_close(ctx.sessions, "shutdown");
 		smtpd_session_free(ctx.sessions);

@@ -26,8 +26,9 @@
 #define SMTPD_TLS_ROUNDS   64   /* read/process rounds per event while OpenSSL holds bytes */
 
 static const char *const smtpd_state_names[SS_NSTATES] = {
-    [SS_CMD] = "command", [SS_TLS] = "tls",       [SS_DATA] = "data",       [SS_BDAT] = "bdat",
-    [SS_DELAY] = "delay", [SS_VERIFY] = "verify", [SS_CLOSING] = "closing", [SS_DEAD] = "dead",
+    [SS_CMD] = "command",   [SS_TLS] = "tls",         [SS_DATA] = "data",
+    [SS_BDAT] = "bdat",     [SS_DELAY] = "delay",     [SS_VERIFY] = "verify",
+    [SS_COMMIT] = "commit", [SS_CLOSING] = "closing", [SS_DEAD] = "dead",
 };
 
 const char *
@@ -57,6 +58,7 @@ smtpd_set_state(struct smtpd_session *s, enum smtpd_state st)
 	case SS_CMD:
 	case SS_TLS:
 	case SS_VERIFY: /* the check has its own, shorter, verify_timeout */
+	case SS_COMMIT:
 		ms = s->helo_done ? c->command_timeout_ms : c->greeting_timeout_ms;
 		break;
 	case SS_DATA:
@@ -538,7 +540,11 @@ smtpd_log_accept(struct smtpd_session *s)
 	         tx->nrcpt, list, s->tls ? "yes" : "no");
 }
 
-/* The end of DATA or BDAT LAST: the one place a message is acknowledged. */
+/*
+ * The end of DATA or BDAT LAST. The message is fsynced and renamed into queue/ here; its
+ * 250 waits in SS_COMMIT for smtpd_commit_flush, which makes queue/ durable once for every
+ * message finished in this loop iteration.
+ */
 static void
 smtpd_tx_finish(struct smtpd_session *s)
 {
@@ -554,11 +560,11 @@ smtpd_tx_finish(struct smtpd_session *s)
 		                            : "451 4.3.0 Local error in processing");
 	} else {
 		/*
-		 * Blocking fsyncs on the loop: the 250 must wait for them anyway, and a worker
-		 * per core keeps the other sessions going meanwhile.
+		 * A blocking fsync of the file on the loop: its 250 must wait for it anyway, and
+		 * a worker per core keeps the other sessions going meanwhile.
 		 */
 		tf = 0;
-		if (spool_writer_commit(tx->writer, &tf, err, sizeof(err)) == -1) {
+		if (spool_writer_publish(tx->writer, &tf, err, sizeof(err)) == -1) {
 			tx->writer = NULL;
 			log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id,
 			          tx->qid, err);
@@ -566,12 +572,55 @@ smtpd_tx_finish(struct smtpd_session *s)
 			                  : "451 4.3.0 Local error in processing");
 		} else {
 			tx->writer = NULL;
-			s->ctx->accepted++;
-			smtpd_log_accept(s);
-			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->qid);
+			s->commit_next = s->ctx->commits;
+			s->ctx->commits = s;
+			smtpd_set_state(s, SS_COMMIT);
+			return; /* the transaction stays for the log line */
 		}
 	}
 	smtpd_tx_reset(s);
+}
+
+static void
+smtpd_commit_timer(struct ev_loop *loop, void *arg)
+{
+	smtpd_commit_flush(loop, arg);
+}
+
+void
+smtpd_commit_flush(struct ev_loop *loop, void *arg)
+{
+	struct smtpd_ctx *ctx = arg;
+	struct smtpd_session *s, *next;
+	char err[512];
+	int tf, ok;
+
+	if (ctx->commits == NULL)
+		return;
+	ok = spool_sync_queue(ctx->spool, &tf, err, sizeof(err)) == 0;
+	if (!ok)
+		log_warnx("spool: %s: the messages waiting for it are not acknowledged", err);
+	s = ctx->commits;
+	ctx->commits = NULL;
+	for (; s != NULL; s = next) {
+		next = s->commit_next;
+		s->commit_next = NULL;
+		if (ok) {
+			ctx->accepted++;
+			smtpd_log_accept(s);
+			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->tx.qid);
+		} else {
+			smtpd_reply(s, tf ? "452 4.3.1 Insufficient system storage"
+			                  : "451 4.3.0 Local error in processing");
+		}
+		smtpd_tx_reset(s);
+		smtpd_set_state(s, SS_CMD);
+		smtpd_run(s, EV_READ); /* pipelined commands; may free s, may add commits */
+	}
+	/* Messages finished just now by pipelined input: answer them after the next sync,
+	 * soon, even if no other event wakes the loop. */
+	if (ctx->commits != NULL && !ev_timer_active(&ctx->commit_timer))
+		ev_timer_start(loop, &ctx->commit_timer, 0, smtpd_commit_timer, ctx);
 }
 
 static void
@@ -1098,6 +1147,16 @@ smtpd_session_free(struct smtpd_session *s)
 	(void)ev_io_del(ctx->loop, s->fd);
 	smtpd_verify_cancel(s->verify);
 	s->verify = NULL;
+	{
+		struct smtpd_session **pp;
+
+		/* published but never acknowledged: delivered anyway, a duplicate at worst */
+		for (pp = &ctx->commits; *pp != NULL; pp = &(*pp)->commit_next)
+			if (*pp == s) {
+				*pp = s->commit_next;
+				break;
+			}
+	}
 	smtpd_tx_reset(s);
 	if (s->ssl != NULL) {
 		tls_close_notify(s->ssl);

@@ -681,45 +681,60 @@ spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *temp
  * old name does not come back; spool_recover would remove it anyway.
  */
 int
-spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
 {
 	struct spool *sp = w->sp;
-	int rc = -1;
 
 	*tempfail = 0;
 	if (spool_writer_flush(w, tempfail, err, errlen) == -1)
-		goto out;
+		goto fail;
 	if (fsync(w->fd) == -1) {
-		*tempfail = 1;
+		*tempfail = spool_errno_tempfail(errno);
 		err_set(err, errlen, "fsync %s/tmp/%s: %s", sp->dir, w->qid, strerror(errno));
-		goto out;
+		goto fail;
 	}
 	if (close(w->fd) == -1) {
 		w->fd = -1;
-		*tempfail = 1;
+		*tempfail = spool_errno_tempfail(errno);
 		err_set(err, errlen, "close %s/tmp/%s: %s", sp->dir, w->qid, strerror(errno));
-		goto out;
+		goto fail;
 	}
 	w->fd = -1;
 	if (renameat(sp->tmpfd, w->qid, sp->queuefd, w->qid) == -1) {
-		*tempfail = 1;
+		*tempfail = spool_errno_tempfail(errno);
 		err_set(err, errlen, "rename %s into queue/: %s", w->qid, strerror(errno));
-		goto out;
+		goto fail;
 	}
+	free(w);
+	return 0;
+fail:
+	spool_writer_abort(w);
+	return -1;
+}
+
+int
+spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen)
+{
+	*tempfail = 0;
 	if (fsync(sp->queuefd) == -1) {
-		/* The name may or may not be durable: never 250; the runner may still deliver it
-		 * (a duplicate at worst, never a loss). */
-		*tempfail = 1;
+		/* The names may or may not be durable: never 250; the runner may still deliver
+		 * them (a duplicate at worst, never a loss). */
+		*tempfail = spool_errno_tempfail(errno);
 		err_set(err, errlen, "fsync %s/queue: %s", sp->dir, strerror(errno));
-		free(w);
 		return -1;
 	}
 	(void)fsync(sp->tmpfd); /* best effort, see above */
-	free(w);
 	return 0;
-out:
-	spool_writer_abort(w);
-	return rc;
+}
+
+int
+spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+{
+	struct spool *sp = w->sp;
+
+	if (spool_writer_publish(w, tempfail, err, errlen) == -1)
+		return -1;
+	return spool_sync_queue(sp, tempfail, err, errlen);
 }
 
 void

@@ -74,7 +74,7 @@ smtpd = {
 	tls_key = "$T/key.pem";
 	max_message_size = "64k";
 	max_recipients = 5;
-	max_connections_per_ip = 3;
+	max_connections_per_ip = ${PERIP:-20};
 	error_delay = "${ERROR_DELAY:-0s}";
 	max_errors = ${MAX_ERRORS:-50};
 	queue_min_backoff = "1h";
@@ -131,6 +131,7 @@ client barelf "$IP" "$P1" "$S"
 client starttls "$IP" "$P1" "$S" "$T/cert.pem"
 client bdat "$IP" "$P1" "$S"
 client smtputf8 "$IP" "$P1" "$S"
+client parallel "$IP" "$P1" "$S" 16
 client rcpts "$IP" "$P1" "$S" 5
 grep -q ": accepted client=127.0.0.1 helo=client.example from=<sender@example.org> size=[0-9]* nrcpt=2 to=<alice@mail.test>,<bob@mail.test>" \
 	"$T/main.log" || die "no per-message log line"
@@ -223,7 +224,7 @@ echo "ok: kill -9 after the 250 keeps the message whole in queue/; a worker kill
 
 # ---- the map cannot be read: recipients get 4xx, never an accept-all ----
 # one worker: the connection caps are per worker process
-EXTRA='greeting_timeout = "1s";' ERROR_DELAY=100ms MAX_ERRORS=3 WORKERS=1 start nomap "$P2" "$T/spool-nomap" "$T/no-such-map.db"
+PERIP=3 EXTRA='greeting_timeout = "1s";' ERROR_DELAY=100ms MAX_ERRORS=3 WORKERS=1 start nomap "$P2" "$T/spool-nomap" "$T/no-such-map.db"
 client nomap "$IP" "$P2" "$T/spool-nomap"
 client perip "$IP" "$P2" "$T/spool-nomap" 3
 client idle "$IP" "$P2" "$T/spool-nomap"

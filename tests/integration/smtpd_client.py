@@ -299,6 +299,17 @@ def check_bdat(host, port, spool):
     r.send(b"BDAT %d LAST\r\n" % len(c) + c)
     expect(554, r.reply(), "BDAT with bare LF")
     expect(250, r.cmd("NOOP"), "NOOP after refused BDAT")
+    # Two whole transactions in one write: the second message is complete while the first
+    # one's 250 waits for the group sync; both are answered, in order.
+    before = set(queue_files(spool))
+    one = b"MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@mail.test>\r\nBDAT 9 LAST\r\nSubject:1"
+    two = b"MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@mail.test>\r\nBDAT 9 LAST\r\nSubject:2"
+    r.send(one + two)
+    for i in range(6):
+        got = r.reply()
+        expect(250, got, "pipelined transaction reply %d" % i)
+    if len(set(queue_files(spool)) - before) != 2:
+        fail("two pipelined BDAT messages: %r" % (set(queue_files(spool)) - before))
     r.close()
     ok("BDAT: three chunks with LAST stored byte for byte (no dot-unstuffing); bare LF in BDAT refused")
 
@@ -463,6 +474,37 @@ def check_reload_session(host, port, spool, master_pid, log, want_reloads):
     ok("a session open across SIGHUP keeps going and its message is accepted")
 
 
+def check_parallel(host, port, spool, n):
+    """n clients at once: every one gets its 250 and its own queue file (group commit)."""
+    import threading
+    n = int(n)
+    before = set(queue_files(spool))
+    errors = []
+
+    def one(i):
+        try:
+            c = smtplib.SMTP(host, port, timeout=TIMEOUT)
+            c.ehlo("par%d.example" % i)
+            refused = c.sendmail("s@example.org", ["alice@mail.test"],
+                                 b"Subject: parallel %d\r\n\r\nx\r\n" % i)
+            c.quit()
+            if refused:
+                errors.append(refused)
+        except Exception as e:  # reported below, the check fails
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(2 * TIMEOUT)
+    if errors:
+        fail("parallel sends: %r" % errors[:3])
+    if len(set(queue_files(spool)) - before) != n:
+        fail("parallel sends: %d new queue files, want %d" % (len(set(queue_files(spool)) - before), n))
+    ok("%d clients at once: each got its 250 and its own queue file" % n)
+
+
 CHECKS = {
     "accept": check_accept, "pipelining": check_pipelining, "size": check_size,
     "refusals": check_refusals, "nomap": check_map_unreadable, "barelf": check_bare_lf,
@@ -471,6 +513,7 @@ CHECKS = {
     "disk": check_expect_code, "verify": check_verify,
     "idle": check_idle, "errors": check_errors,
     "ipv6": check_ipv6, "reload_session": check_reload_session,
+    "parallel": check_parallel,
 }
 
 if __name__ == "__main__":

@@ -208,6 +208,31 @@ test_killed_writer_leaves_nothing_in_queue_and_recover_removes_it(void **state)
 	spool_close(sp);
 }
 
+/* Group commit: several messages published, one sync of queue/, all readable. */
+static void
+test_group_commit_publishes_then_syncs_once(void **state)
+{
+	char err[256];
+	struct spool *sp;
+	struct spool_envelope env;
+	struct spool_writer *w1, *w2;
+	int tf;
+
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&env, 2);
+	assert_non_null(w1 = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
+	assert_non_null(w2 = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
+	assert_int_equal(spool_writer_body(w1, "a\r\n", 3, &tf, err, sizeof(err)), 0);
+	assert_int_equal(spool_writer_publish(w1, &tf, err, sizeof(err)), 0);
+	assert_int_equal(spool_writer_publish(w2, &tf, err, sizeof(err)), 0);
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_int_equal(count_dir("queue"), 2);
+	assert_int_equal(spool_sync_queue(sp, &tf, err, sizeof(err)), 0);
+	assert_int_equal(tf, 0);
+	spool_envelope_free(&env);
+	spool_close(sp);
+}
+
 /* After a receiver died the master removes its files only; another writer's stay. */
 static void
 test_recover_pid_removes_only_that_writers_files(void **state)
@@ -408,6 +433,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_killed_writer_leaves_nothing_in_queue_and_recover_removes_it, setup_dir,
 	        teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_group_commit_publishes_then_syncs_once, setup_dir,
+	                                    teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_recover_pid_removes_only_that_writers_files,
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(
