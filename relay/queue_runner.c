@@ -599,11 +599,13 @@ msg_bounce(struct queue_ctx *ctx, struct queue_msg *m, const size_t *failed, siz
 	env.body_type = SPOOL_BODY_8BITMIME; /* the quoted headers may hold 8-bit bytes */
 	env.nrcpt = 1;
 	env.rcpt = &rcpt;
-	if ((w = spool_writer_new(ctx->spool, &env, &tempfail, err, sizeof(err))) == NULL ||
-	    spool_writer_body(w, text, textlen, &tempfail, err, sizeof(err)) == -1 ||
-	    spool_writer_commit(w, &tempfail, err, sizeof(err)) == -1) {
-		if (w != NULL)
-			spool_writer_abort(w);
+	w = spool_writer_new(ctx->spool, &env, &tempfail, err, sizeof(err));
+	if (w != NULL && spool_writer_body(w, text, textlen, &tempfail, err, sizeof(err)) == -1) {
+		spool_writer_abort(w);
+		w = NULL;
+	}
+	/* commit disposes of the writer whatever it returns (spool.c). */
+	if (w == NULL || spool_writer_commit(w, &tempfail, err, sizeof(err)) == -1) {
 		log_warnx("%s: bounce to <%s> not written (tried again later): %s", m->qid,
 		          m->env.sender, err);
 		goto out;
