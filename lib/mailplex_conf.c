@@ -362,6 +362,8 @@ static const struct conf_key mailplex_smtpd_keys[] = {
     {SMTPD_KEY("queue_control", CONF_T_STRING, queue_control),
      .def = MAILPLEX_RUNDIR "/queue.sock", .min = 1, .max = 107}, /* sun_path */
     {SMTPD_KEY("bounce_relay", CONF_T_STRING, bounce_relay), .min = 1, .max = 270},
+    {SMTPD_KEY("backend_tls_verify", CONF_T_BOOL, backend_tls_verify), .def = "true"},
+    {SMTPD_KEY("backend_ca_file", CONF_T_STRING, backend_ca_file), .min = 1, .max = 1024},
     {.name = NULL},
 };
 

@@ -156,6 +156,8 @@ struct mailplex_conf_smtpd {
 	char *queue_control;             /* the queue runner's control socket */
 	char *bounce_relay;              /* "ip:port" SMTP smarthost for bounces to foreign
 	                                    senders; NULL: such bounces are logged and dropped */
+	int backend_tls_verify;          /* verify back ends with tls=on|implicit (delivery) */
+	char *backend_ca_file;           /* NULL: the system's trust store */
 };
 
 struct mailplex_conf {

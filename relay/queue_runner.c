@@ -931,7 +931,8 @@ static int
 queue_setup(struct queue_ctx *ctx)
 {
 	const struct mailplex_conf_smtpd *sc = &ctx->conf->smtpd;
-	struct tls_client_opts topts = {.verify = 0, .ca_file = NULL};
+	struct tls_client_opts topts = {.verify = sc->backend_tls_verify,
+	                                .ca_file = sc->backend_ca_file};
 	char err[512];
 	int wd;
 
@@ -957,7 +958,7 @@ queue_setup(struct queue_ctx *ctx)
 		return -1;
 	}
 	map_set_check_interval(ctx->map, ctx->conf->map.reload_check_ms);
-	/* Back ends are ours; TLS to them protects the path, the map names the host. */
+	/* A reload keeps this context: verification changes need a restart. */
 	if ((ctx->tls_client = tls_client_ctx_new(&topts, err, sizeof(err))) == NULL)
 		log_warnx("queue: no TLS to back ends: %s", err);
 	if ((ctx->loop = ev_loop_new()) == NULL) {

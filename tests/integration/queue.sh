@@ -84,7 +84,7 @@ done
 
 # ---- a self-signed certificate: d2 offers STARTTLS on LMTP, the map asks for it ----
 openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=d2.mail.test" \
-	-keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
+	-addext "subjectAltName=DNS:d2.mail.test,IP:$BE2" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
 chmod 644 "$T/key.pem" "$T/cert.pem"
 
 # ---- two Dovecot LMTP back ends; users unknown to a Dovecot get 550 5.1.1 from it ----
@@ -196,7 +196,7 @@ smtpd = {
 };
 CONF
 }
-conf_write "$T/q.conf" "$T/spool" "1d" "bounce_relay = \"$SINK:$RELAY\";"
+conf_write "$T/q.conf" "$T/spool" "1d" "bounce_relay = \"$SINK:$RELAY\"; backend_ca_file = \"$T/cert.pem\";"
 CTL="$BIN/mailplexctl -f $T/q.conf"
 
 runner_start() { # CONF
@@ -407,8 +407,14 @@ message e2
 inject "$T/e.conf" "<>" dave@mail.test >/dev/null || die "inject failed"
 message e3
 inject "$T/e.conf" stranger@example.org erin@mail.test >/dev/null || die "inject failed"
+# without backend_ca_file, d2's self-signed certificate does not verify: deferred
+message e4
+inject "$T/e.conf" sam@mail.test bob@mail.test >/dev/null || die "inject failed"
 check "queue lifetime exceeded: a 5.4.7 bounce reached sam" wait_for "the expiry bounce" sh -c "grep -l '^Subject: e1' $T/d1/home/sam/Maildir/new/* | xargs grep -l 'Status: 5.4.7'"
 wait_for "every message done" queue_empty || fail=1
+check "an unverifiable back-end certificate defers, never delivers" \
+	grep -q "to=<bob@mail.test> backend=d2.* result=deferred .*certificate verify failed" "$T/runner.log"
+check "e4 did not reach bob" test "$(count_in "$T/d2/home/bob" e4)" = 0
 check "a null-sender message that expired is dropped" \
 	grep -q "from=<> to=<dave@mail.test> backend=none result=dropped .*5.4.7" "$T/runner.log"
 check "no bounce for the null sender" test "$(count_in "$T/d1/home/sam" e2)" = 0
@@ -433,6 +439,7 @@ smtpd = {
 	queue_min_backoff = "1s";
 	queue_max_backoff = "2s";
 	delivery_timeout = "4s";
+	backend_ca_file = "$T/cert.pem";
 };
 CONF
 "$BIN/mailplex-smtpd" -d -f "$T/mx.conf" >"$T/mx.log" 2>&1 &

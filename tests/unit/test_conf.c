@@ -475,6 +475,8 @@ test_smtpd_section_defaults_and_queue_keys(void **state)
 	assert_int_equal(c.smtpd.delivery_timeout_ms, 5 * 60 * 1000);
 	assert_string_equal(c.smtpd.queue_control, MAILPLEX_RUNDIR "/queue.sock");
 	assert_null(c.smtpd.bounce_relay); /* bounces to foreign senders are dropped */
+	assert_int_equal(c.smtpd.backend_tls_verify, 1);
+	assert_null(c.smtpd.backend_ca_file);
 	mailplex_conf_free(&c);
 
 	assert_int_equal(mailplex_conf_load_string("smtpd = { bounce_relay = \"192.0.2.25:25\"; };\n",
