@@ -6,8 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +13,10 @@
 #include <unistd.h>
 
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "daemon.h"
 #include "log.h"
 #include "queue.h"
 #include "smtpd.h"
@@ -142,28 +140,6 @@ hostname_set(const struct mailplex_conf *conf, char *buf, size_t len)
 	buf[len - 1] = '\0';
 }
 
-static void
-drop_privileges(const char *user, uid_t *uid, gid_t *gid)
-{
-	struct passwd *pw;
-
-	if (geteuid() != 0) {
-		log_info("not running as root: keeping uid %u", (unsigned)geteuid());
-		return;
-	}
-	if ((pw = getpwnam(user)) == NULL)
-		fatalx("user %s: no such user", user);
-	if (uid != NULL) {
-		*uid = pw->pw_uid;
-		*gid = pw->pw_gid;
-		return;
-	}
-	if (setgroups(1, &pw->pw_gid) == -1 ||
-	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
-		fatal("dropping privileges to %s", user);
-}
-
 /* As root: create the spool, give it to the unprivileged user, remove what a crash left. */
 static void
 spool_prepare(const struct mailplex_conf *conf)
@@ -179,7 +155,8 @@ spool_prepare(const struct mailplex_conf *conf)
 	if ((sp = spool_open(conf->smtpd.spool, err, sizeof(err))) == NULL)
 		fatalx("smtpd.spool %s: %s", conf->smtpd.spool, err);
 	if (geteuid() == 0) {
-		drop_privileges(conf->user, &uid, &gid);
+		if (daemon_user_lookup(conf->user, &uid, &gid, err, sizeof(err)) == -1)
+			fatalx("%s", err);
 		for (i = 0; i < ARRAY_LEN(subs); i++) {
 			if (str_format(path, sizeof(path), "%s%s", conf->smtpd.spool, subs[i]) ==
 			    -1)
@@ -194,18 +171,6 @@ spool_prepare(const struct mailplex_conf *conf)
 		log_info("spool %s: removed %d incomplete message(s) from tmp/", conf->smtpd.spool,
 		         n);
 	spool_close(sp);
-}
-
-static void
-raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("setrlimit NOFILE");
-	}
 }
 
 /* ---- worker ---- */
@@ -562,12 +527,21 @@ main(int argc, char **argv)
 	if (m.nworkers > WORKERS_MAX)
 		m.nworkers = WORKERS_MAX;
 	m.nlisteners = listen_count(m.conf);
-	raise_nofile();
+	if (daemon_raise_nofile(err, sizeof(err)) == -1)
+		log_warnx("%s", err);
 	for (i = 0; i < m.nworkers; i++)
 		m.sets[i] = bind_set(m.conf, m.nlisteners);
 	spool_prepare(m.conf);
 	signal(SIGPIPE, SIG_IGN);
-	drop_privileges(m.conf->user, NULL, NULL);
+	switch (daemon_drop_privileges(m.conf->user, err, sizeof(err))) {
+	case -1:
+		fatalx("%s", err);
+	case 1:
+		log_info("not running as root: keeping uid %u", (unsigned)geteuid());
+		break;
+	default:
+		break;
+	}
 	if ((m.spool = spool_open(m.conf->smtpd.spool, err, sizeof(err))) == NULL)
 		fatalx("smtpd.spool %s: %s", m.conf->smtpd.spool, err);
 	if (!foreground && daemon(0, 0) == -1)
