@@ -117,6 +117,13 @@ chmod 644 "$T/map.db"
 
 # ---- the main instance ----
 start main "$P1" "$T/spool" "$T/map.db"
+"$BIN/mailplex-smtpd" -n -f "$T/main.conf" >"$T/n.out" 2>&1 || die "-n: $(cat "$T/n.out")"
+printf 'smtpd = { max_recipients = 0; };\n' >"$T/bad.conf"
+if "$BIN/mailplex-smtpd" -n -f "$T/bad.conf" >"$T/n.out" 2>&1; then
+	die "-n accepted a bad configuration"
+fi
+grep -q "$T/bad.conf:1:" "$T/n.out" || die "-n: no file:line: $(cat "$T/n.out")"
+echo "ok: -n accepts the test configuration and refuses a bad one with file:line"
 S=$T/spool
 swaks --server "$IP:$P1" --from x@example.org --to alice@mail.test --pipeline \
 	--h-Subject "swaks" >"$T/swaks.out" 2>&1 || die "swaks: $(tail -5 "$T/swaks.out")"
