@@ -95,7 +95,10 @@ dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL USERS...
 	mkdir -p "$D/run" "$D/state" "$D/home"
 	: >"$D/users"
 	for u in "$@"; do
-		printf '%s:{PLAIN}x:65534:65534::%s/home/%s::\n' "$u" "$D" "$u" >>"$D/users"
+		# "full" has a 1-byte quota: Dovecot refuses its copy after DATA (552 5.2.2)
+		extra=""
+		[ "$u" = full ] && extra="userdb_quota_rule=*:storage=1B"
+		printf '%s:{PLAIN}x:65534:65534::%s/home/%s::%s\n' "$u" "$D" "$u" "$extra" >>"$D/users"
 		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
 	done
 	chown -R 65534:65534 "$D/home"
@@ -111,6 +114,10 @@ ssl_cert = <$T/cert.pem
 ssl_key = <$T/key.pem
 log_path = $D/dovecot.log
 mail_location = maildir:~/Maildir
+mail_plugins = quota
+plugin {
+  quota = maildir:User quota
+}
 lmtp_save_to_detail_mailbox = no
 auth_username_format = %Ln
 passdb {
@@ -139,7 +146,7 @@ CONF
 	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
 	PIDS="$PIDS $!"
 }
-dovecot_start d1 $BE1 $LMTP1 $IMAP1 no alice sam erin2
+dovecot_start d1 $BE1 $LMTP1 $IMAP1 no alice sam erin2 full
 dovecot_start d2 $BE2 $LMTP2 $IMAP2 yes bob slow frank
 wait_port $BE1 $LMTP1 || die "dovecot d1 did not start: $(cat "$T/d1/stdout" "$T/d1/dovecot.log")"
 wait_port $BE2 $LMTP2 || die "dovecot d2 did not start: $(cat "$T/d2/stdout" "$T/d2/dovecot.log")"
@@ -169,6 +176,7 @@ domain mail.test
 user alice d1
 user sam d1
 user erin d1
+user full d1
 user bob d2
 user slow d2
 user carol s1
@@ -295,6 +303,17 @@ check "the bounce quotes the headers" grep -q "^Subject: m2" "$b"
 check "the bounce leaves out the body" sh -c "! grep -q BODYSECRET '$b'"
 check "the bounce does not mention alice" sh -c "! grep -q 'Final-Recipient: rfc822; alice' '$b'"
 check "the bounce came from MAILER-DAEMON" grep -q "^From: .*MAILER-DAEMON@relay1.mail.test" "$b"
+
+# after DATA, one LMTP reply per recipient: alice's copy saved, full's refused (quota)
+message m2q
+inject "$T/q.conf" sam@mail.test alice@mail.test full@mail.test >/dev/null || die "inject failed"
+wait_for "m2q done" queue_empty || fail=1
+check "m2q reached alice" test "$(count_in "$T/d1/home/alice" m2q)" = 1
+check "full's refusal after DATA bounced for full only" wait_for "the quota bounce" sh -c \
+	"for f in $T/d1/home/sam/Maildir/new/*; do grep -q 'Final-Recipient: rfc822; full@mail.test' \$f &&
+	 grep -q '^Subject: m2q' \$f && ! grep -q 'Final-Recipient: rfc822; alice' \$f && exit 0; done; exit 1"
+check "the quota refusal came after DATA (RCPT accepted)" \
+	grep -q "to=<full@mail.test> backend=d1.* result=failed .*reply=\"5[0-9][0-9] 5\.2\.2" "$T/runner.log"
 
 # map verdicts: reject and unknown user -> bounce; migrating -> deferred
 message m3
