@@ -319,6 +319,12 @@ else
 	echo "SKIP: verify_recipients (no smtp-sink; make deps installs postfix)"
 fi
 
+# bodies the checks sent ("line one", "half a message", "hällo") never reach a log
+if grep -q "line one\|half a message\|hällo\|smuggle" "$T"/*.log; then
+	die "a message body in the log"
+fi
+echo "ok: no message body in the logs"
+
 if grep -q "ERROR: AddressSanitizer\|runtime error:" "$T"/*.log; then
 	die "sanitizer report in the logs"
 fi
