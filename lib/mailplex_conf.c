@@ -314,6 +314,62 @@ static const struct conf_key mailplex_proxy_keys[] = {
     {.name = NULL},
 };
 
+#define SMTPD_KEY(n, t, field)                                                                     \
+	.name = n, .type = t, .offset = offsetof(struct mailplex_conf_smtpd, field)
+
+static const struct conf_key mailplex_smtpd_keys[] = {
+    {SMTPD_KEY("listen", CONF_T_STRLIST, listen), .max = 16}, /* empty: "*:25" */
+    {SMTPD_KEY("hostname", CONF_T_STRING, hostname), .min = 1, .max = 255},
+    {SMTPD_KEY("workers", CONF_T_INT, workers), .def = "0", .min = 0, .max = 256},
+    {SMTPD_KEY("spool", CONF_T_STRING, spool), .def = MAILPLEX_SPOOLDIR, .min = 1, .max = 900},
+    {SMTPD_KEY("control", CONF_T_STRING, control), .def = MAILPLEX_RUNDIR "/smtpd.sock", .min = 1,
+     .max = 103}, /* sun_path, with room for ".NNN" */
+    {SMTPD_KEY("tls_cert", CONF_T_STRING, tls_cert), .min = 1, .max = 1024},
+    {SMTPD_KEY("tls_key", CONF_T_STRING, tls_key), .min = 1, .max = 1024},
+    {SMTPD_KEY("tls_ciphers", CONF_T_STRING, tls_ciphers), .min = 1, .max = 1024},
+    {SMTPD_KEY("max_message_size", CONF_T_SIZE, max_message_size), .def = "50M", .min = 1024,
+     .max = 4LL * 1024 * 1024 * 1024},
+    /* RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients */
+    {SMTPD_KEY("max_recipients", CONF_T_INT, max_recipients), .def = "1000", .min = 1,
+     .max = 1000}, /* SPOOL_RCPT_MAX */
+    {SMTPD_KEY("max_connections", CONF_T_INT, max_connections), .def = "10000", .min = 1,
+     .max = 1000000},
+    {SMTPD_KEY("max_connections_per_ip", CONF_T_INT, max_connections_per_ip), .def = "50",
+     .min = 1, .max = 1000000},
+    {SMTPD_KEY("error_delay", CONF_T_DURATION, error_delay_ms), .def = "1s", .min = 0,
+     .max = 60 * 1000},
+    {SMTPD_KEY("max_errors", CONF_T_INT, max_errors), .def = "20", .min = 1, .max = 1000},
+    {SMTPD_KEY("greeting_timeout", CONF_T_DURATION, greeting_timeout_ms), .def = "5m",
+     .min = 1000, .max = 3600 * 1000},
+    {SMTPD_KEY("command_timeout", CONF_T_DURATION, command_timeout_ms), .def = "5m", .min = 1000,
+     .max = 3600 * 1000},
+    {SMTPD_KEY("data_timeout", CONF_T_DURATION, data_timeout_ms), .def = "10m", .min = 1000,
+     .max = 3600 * 1000},
+    {SMTPD_KEY("verify_recipients", CONF_T_BOOL, verify_recipients), .def = "false"},
+    {SMTPD_KEY("verify_timeout", CONF_T_DURATION, verify_timeout_ms), .def = "10s", .min = 100,
+     .max = 600 * 1000},
+    {SMTPD_KEY("verify_cache_positive", CONF_T_DURATION, verify_cache_positive_ms), .def = "1h",
+     .min = 0, .max = 7 * 86400 * 1000ULL},
+    {SMTPD_KEY("verify_cache_negative", CONF_T_DURATION, verify_cache_negative_ms), .def = "5m",
+     .min = 0, .max = 7 * 86400 * 1000ULL},
+    {SMTPD_KEY("queue_min_backoff", CONF_T_DURATION, queue_min_backoff_ms), .def = "5m",
+     .min = 100, .max = 86400 * 1000},
+    {SMTPD_KEY("queue_max_backoff", CONF_T_DURATION, queue_max_backoff_ms), .def = "1h",
+     .min = 100, .max = 7 * 86400 * 1000ULL},
+    {SMTPD_KEY("queue_lifetime", CONF_T_DURATION, queue_lifetime_ms), .def = "5d", .min = 1000,
+     .max = 60 * 86400 * 1000ULL},
+    {SMTPD_KEY("backend_concurrency", CONF_T_INT, backend_concurrency), .def = "10", .min = 1,
+     .max = 10000},
+    {SMTPD_KEY("delivery_timeout", CONF_T_DURATION, delivery_timeout_ms), .def = "5m", .min = 1000,
+     .max = 3600 * 1000},
+    {SMTPD_KEY("queue_control", CONF_T_STRING, queue_control),
+     .def = MAILPLEX_RUNDIR "/queue.sock", .min = 1, .max = 107}, /* sun_path */
+    {SMTPD_KEY("bounce_relay", CONF_T_STRING, bounce_relay), .min = 1, .max = 270},
+    {SMTPD_KEY("backend_tls_verify", CONF_T_BOOL, backend_tls_verify), .def = "true"},
+    {SMTPD_KEY("backend_ca_file", CONF_T_STRING, backend_ca_file), .min = 1, .max = 1024},
+    {.name = NULL},
+};
+
 static const struct conf_key mailplex_keys[] = {
     {.name = "log_level",
      .type = CONF_T_ENUM,
@@ -338,6 +394,10 @@ static const struct conf_key mailplex_keys[] = {
      .type = CONF_T_GROUP,
      .offset = offsetof(struct mailplex_conf, proxy),
      .sub = mailplex_proxy_keys},
+    {.name = "smtpd",
+     .type = CONF_T_GROUP,
+     .offset = offsetof(struct mailplex_conf, smtpd),
+     .sub = mailplex_smtpd_keys},
     {.name = NULL},
 };
 

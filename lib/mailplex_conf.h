@@ -132,12 +132,49 @@ struct mailplex_conf_proxy {
 	int backend_client_address;   /* enum mailplex_client_addr */
 };
 
+/* mailplex-smtpd: the inbound SMTP receivers, the spool and the queue runner. */
+struct mailplex_conf_smtpd {
+	struct conf_strlist listen; /* "host:port" listeners; default "*:25" */
+	char *hostname;             /* banner, EHLO and Received:; NULL: gethostname() */
+	int64_t workers;            /* receiver processes; 0: one per online CPU */
+	char *spool;                /* spool directory, owned by the unprivileged user */
+	char *control;              /* receivers serve control.N, N = worker index */
+	char *tls_cert;             /* PEM chain; NULL: no STARTTLS */
+	char *tls_key;
+	char *tls_ciphers;               /* TLS 1.2 cipher list; NULL: OpenSSL's default */
+	uint64_t max_message_size;       /* SIZE announced and enforced (bytes) */
+	int64_t max_recipients;          /* per message (RFC 5321 4.5.3.1.8: at least 100) */
+	int64_t max_connections;         /* per worker process */
+	int64_t max_connections_per_ip;  /* per worker process */
+	uint64_t error_delay_ms;         /* pause before answering after each error reply */
+	int64_t max_errors;              /* errors in one session before it is closed */
+	uint64_t greeting_timeout_ms;    /* RFC 5321 4.5.3.2: the server's command timeout */
+	uint64_t command_timeout_ms;     /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+	uint64_t data_timeout_ms;        /* RFC 5321 4.5.3.2.6: between DATA blocks, 3 min */
+	int verify_recipients;           /* RCPT-time check against the recipient's back end */
+	uint64_t verify_timeout_ms;      /* one verification: connect + LHLO/EHLO + RCPT */
+	uint64_t verify_cache_positive_ms;
+	uint64_t verify_cache_negative_ms;
+	/* the queue runner's keys */
+	uint64_t queue_min_backoff_ms;
+	uint64_t queue_max_backoff_ms;
+	uint64_t queue_lifetime_ms;      /* then a bounce (RFC 3464) */
+	int64_t backend_concurrency;     /* deliveries in flight per back end */
+	uint64_t delivery_timeout_ms;    /* one delivery attempt, connect to final reply */
+	char *queue_control;             /* the queue runner's control socket */
+	char *bounce_relay;              /* "ip:port" SMTP smarthost for bounces to foreign
+	                                    senders; NULL: such bounces are logged and dropped */
+	int backend_tls_verify;          /* verify back ends with tls=on|implicit (delivery) */
+	char *backend_ca_file;           /* NULL: the system's trust store */
+};
+
 struct mailplex_conf {
 	int log_level; /* enum log_level */
 	char *user;    /* unprivileged user daemons drop to */
 	struct mailplex_conf_map map;
 	struct mailplex_conf_director director;
 	struct mailplex_conf_proxy proxy;
+	struct mailplex_conf_smtpd smtpd;
 };
 
 extern const struct conf_schema mailplex_conf_schema;

@@ -4,3 +4,17 @@ PROXY_SRCS := relay/proxy_session.c relay/proxy_backend.c relay/proxy_pipe.c \
 PROGRAMS += mailplex-proxy
 mailplex-proxy_SRCS := relay/proxy_main.c $(PROXY_SRCS)
 MANPAGES += man/mailplex-proxy.8
+
+# mailplex-smtpd's queue runner (queue.h); mailplex-queue runs it alone (tests, debugging).
+QUEUE_SRCS := relay/queue_runner.c relay/queue_conn.c relay/queue_control.c \
+              relay/queue_reply.c relay/queue_state.c relay/queue_dsn.c relay/queue_body.c
+NOINST_PROGRAMS += mailplex-queue
+mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c
+
+# mailplex-smtpd: the master, the inbound SMTP receivers and the spool, with the queue
+# runner above (the master forks it as one more child).
+SMTPD_SRCS := relay/smtpd_session.c relay/smtpd_listen.c relay/smtpd_control.c \
+              relay/smtpd_verify.c relay/smtp_cmd.c relay/spool.c
+PROGRAMS += mailplex-smtpd
+mailplex-smtpd_SRCS = relay/smtpd_main.c $(SMTPD_SRCS) $(QUEUE_SRCS)
+MANPAGES += man/mailplex-smtpd.8

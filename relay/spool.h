@@ -65,6 +65,11 @@ const char *spool_dir(const struct spool *sp);
 
 /* Start-up: removes everything in tmp/ (never acknowledged). Returns the count, -1 on error. */
 int spool_recover(struct spool *sp, char *err, size_t errlen);
+/*
+ * After a receiver died: removes the tmp/ files of that process only (a queue id carries
+ * its writer's pid), so a crash-looping worker cannot fill the disk between restarts.
+ */
+int spool_recover_pid(struct spool *sp, pid_t pid, char *err, size_t errlen);
 
 /*
  * Receiving one message: writer_new creates tmp/QID and writes the envelope (env->qid is
@@ -77,6 +82,15 @@ struct spool_writer *spool_writer_new(struct spool *sp, struct spool_envelope *e
 int spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *tempfail,
                       char *err, size_t errlen);
 int spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+/*
+ * Group commit, the same in two halves: publish fsyncs one file and renames it into queue/
+ * (w is gone either way); one spool_sync_queue then makes every name published before it
+ * durable. A message may be answered 250 only after a successful sync that followed its
+ * publish. (The runner may see a published file before the sync; a failed sync means no
+ * 250, so at worst a duplicate, never a loss.)
+ */
+int spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+int spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen);
 void spool_writer_abort(struct spool_writer *w);
 
 /*

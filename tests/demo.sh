@@ -1,6 +1,6 @@
 #!/bin/sh
-# make demo: the end-to-end demonstration. It needs the SMTP forwarder, the relay agent
-# and the packages, which are not built yet; until they are, say so and fail plainly.
+# make demo: the end-to-end demonstration. It needs the relay agent and the packages,
+# which are not built yet; until they are, say so and fail plainly.
 cat <<'TEXT'
 mailplex demo — not built yet.
 
@@ -19,5 +19,7 @@ What works today, and where to see it:
     make O=build/system check-system   # the director, DR/NAT, drain, keepalived failover
                                        # against real kernel IPVS in user-mode Linux
     sh tests/integration/proxy.sh "$PWD/build/bin"   # the proxy against two Dovecots
+    sh tests/integration/smtpd.sh "$PWD/build/bin"   # mailplex-smtpd: receiving, spool,
+                                                     # relay refusals, kill -9, full disk
 TEXT
 exit 1

@@ -455,6 +455,43 @@ test_mailplex_conf_defaults(void **state)
 	mailplex_conf_free(&c);
 }
 
+static void
+test_smtpd_section_defaults_and_queue_keys(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string("", "mailplex.conf", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.smtpd.listen.n, 0); /* the program applies "*:25" */
+	assert_string_equal(c.smtpd.spool, MAILPLEX_SPOOLDIR);
+	assert_string_equal(c.smtpd.control, MAILPLEX_RUNDIR "/smtpd.sock");
+	assert_int_equal(c.smtpd.max_message_size, 50 * 1024 * 1024);
+	assert_int_equal(c.smtpd.max_recipients, 1000);
+	assert_int_equal(c.smtpd.verify_recipients, 0);
+	assert_int_equal(c.smtpd.queue_min_backoff_ms, 5 * 60 * 1000);
+	assert_int_equal(c.smtpd.queue_max_backoff_ms, 3600 * 1000);
+	assert_int_equal(c.smtpd.queue_lifetime_ms, 5ULL * 86400 * 1000);
+	assert_int_equal(c.smtpd.backend_concurrency, 10);
+	assert_int_equal(c.smtpd.delivery_timeout_ms, 5 * 60 * 1000);
+	assert_string_equal(c.smtpd.queue_control, MAILPLEX_RUNDIR "/queue.sock");
+	assert_null(c.smtpd.bounce_relay); /* bounces to foreign senders are dropped */
+	assert_int_equal(c.smtpd.backend_tls_verify, 1);
+	assert_null(c.smtpd.backend_ca_file);
+	mailplex_conf_free(&c);
+
+	assert_int_equal(mailplex_conf_load_string("smtpd = { bounce_relay = \"192.0.2.25:25\"; };\n",
+	                                           "s.conf", &c, err, sizeof(err)),
+	                 0);
+	assert_string_equal(c.smtpd.bounce_relay, "192.0.2.25:25");
+	mailplex_conf_free(&c);
+
+	/* RFC 5321 4.5.3.1.8 wants 100 at least; SPOOL_RCPT_MAX is the hard ceiling. */
+	assert_int_equal(mailplex_conf_load_string("smtpd = { max_recipients = 1001; };\n", "s.conf",
+	                                           &c, err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "s.conf:1:"));
+}
+
 static const char director_conf[] =
     "director = {\n"
     "  services = (\n"
@@ -683,6 +720,7 @@ test_shipped_example_config_loads(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	assert_string_equal(c.map.db, "/var/lib/mailplex/mailplex.db");
+	assert_int_equal(c.smtpd.listen.n, 2);
 	mailplex_conf_free(&c);
 }
 
@@ -708,6 +746,7 @@ main(void)
 	    cmocka_unit_test(test_include_is_refused_in_strings_and_followed_in_files),
 	    cmocka_unit_test(test_missing_file_reports_errno),
 	    cmocka_unit_test(test_mailplex_conf_defaults),
+	    cmocka_unit_test(test_smtpd_section_defaults_and_queue_keys),
 	    cmocka_unit_test(test_mailplex_conf_rejects_unknown_log_level),
 	    cmocka_unit_test(test_director_section_fills_services_checks_and_relays),
 	    cmocka_unit_test(test_director_vrrp_and_sync_groups),

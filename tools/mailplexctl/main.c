@@ -2,7 +2,8 @@
  * mailplexctl: sends one request to a mailplex daemon's control socket and prints the
  * reply. Owns argument checking and exit codes only: 0 the daemon said ok, 1 it said
  * error, 2 usage, config or connection trouble. It never changes anything by itself.
- * The proxy's workers each serve <proxy.control>.<index>: proxy commands go to all of them.
+ * The proxy's and mailplex-smtpd's workers each serve <control>.<index>: their commands go
+ * to all of them.
  */
 #include <getopt.h>
 #include <glob.h>
@@ -36,6 +37,13 @@ static const struct ctl_command ctl_commands[] = {
     {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
     {"proxy", "status", 0, 0, "proxy status"},
     {"proxy", "kick", 1, 1, "proxy kick USER"},
+    {"queue", "list", 0, 4, "queue list [backend NAME] [rcpt ADDRESS]"},
+    {"queue", "show", 1, 1, "queue show QID"},
+    {"queue", "flush", 0, 1, "queue flush [QID]"},
+    {"queue", "hold", 1, 1, "queue hold QID"},
+    {"queue", "release", 1, 1, "queue release QID"},
+    {"queue", "delete", 1, 1, "queue delete QID"},
+    {"smtp", "status", 0, 0, "smtp status"},
 };
 
 static void __attribute__((noreturn)) ctl_usage(const char *why)
@@ -65,6 +73,10 @@ ctl_socket_path(const char *conf_path, const char *daemon, char *path, size_t le
 		r = str_copy(path, len, conf.director.control);
 	else if (strcmp(daemon, "proxy") == 0)
 		r = str_copy(path, len, conf.proxy.control);
+	else if (strcmp(daemon, "queue") == 0)
+		r = str_copy(path, len, conf.smtpd.queue_control);
+	else if (strcmp(daemon, "smtp") == 0)
+		r = str_copy(path, len, conf.smtpd.control);
 	else
 		r = -1;
 	mailplex_conf_free(&conf);
@@ -216,7 +228,7 @@ main(int argc, char **argv)
 			return CTL_EXIT_USAGE;
 		sock = path;
 	}
-	if (strcmp(cmd->daemon, "proxy") == 0)
+	if (strcmp(cmd->daemon, "proxy") == 0 || strcmp(cmd->daemon, "smtp") == 0)
 		rc = ctl_fan_out(sock, cmd, line, timeout_ms);
 	else
 		rc = ctl_ask(sock, cmd, line, timeout_ms, NULL);

@@ -1,0 +1,172 @@
+/*
+ * The queue runner's shared types: the runner context, one queued message with its
+ * delivery state, one back end with its connections and waiting jobs, one delivery job
+ * (the recipients of one message that go to one back end). Internal to relay/queue_*.c;
+ * the public face is queue.h.
+ */
+#ifndef MAILPLEX_QUEUE_RUNNER_H
+#define MAILPLEX_QUEUE_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include "control.h"
+#include "event.h"
+#include "linebuf.h"
+#include "mailplex_conf.h"
+#include "map.h"
+#include "queue_body.h"
+#include "queue_reply.h"
+#include "queue_state.h"
+#include "sock.h"
+#include "spool.h"
+
+#define QUEUE_TICK_MS         1000  /* due messages are looked for this often */
+#define QUEUE_SCAN_MS         60000 /* full scan of queue/ besides inotify */
+#define QUEUE_ACTIVE_MAX      200   /* messages in delivery at once (memory, descriptors) */
+#define QUEUE_CONN_IDLE_MS    10000 /* an idle back-end connection is closed after this */
+#define QUEUE_CONN_OUT_MAX    65536 /* body bytes buffered towards a back end */
+#define QUEUE_BODY_CHUNK      16384 /* read from the queue file at a time */
+#define QUEUE_SHOW_HEADER_MAX 4096  /* queue show: header bytes shown at most */
+#define QUEUE_BOUNCE_RELAY    "bounce-relay" /* the back-end name of smtpd.bounce_relay */
+
+struct queue_ctx;
+struct queue_backend;
+
+/* Per recipient, what the runner knows beyond the log: where it was last sent. */
+struct queue_rcpt_route {
+	char backend[MAP_NAME_MAX + 1]; /* the map's back end at the last attempt */
+	int in_job;                     /* part of a job now */
+};
+
+struct queue_msg {
+	struct queue_msg *next;
+	char qid[SPOOL_QID_MAX + 1];
+	struct spool_envelope env;
+	off_t body_off;
+	uint64_t size;         /* bytes of the queue file */
+	struct queue_state st; /* replayed from state/QID, kept in step with it */
+	struct queue_rcpt_route *route;
+	int fd;            /* queue/QID while an attempt runs, else -1 */
+	unsigned int jobs; /* jobs of the running attempt not finished */
+	int active;        /* an attempt runs */
+	int deleted;       /* delete asked while active: removed when it ends */
+	int removed;       /* files gone; freed before the loop sleeps, so that no
+	                      walk of the list meets a freed message */
+	uint64_t attempt_start_ms;
+};
+
+/* One message's recipients for one back end, in one LMTP/SMTP transaction. */
+struct queue_job {
+	struct queue_job *next;
+	struct queue_msg *msg;
+	struct queue_backend *be;
+	size_t n;
+	size_t *idx;                         /* recipient indexes into msg->env.rcpt */
+	int *accepted;                       /* per idx: RCPT got 2xx (a reply after DATA is due) */
+	char (*reply)[QUEUE_REPLY_TEXT_MAX]; /* per idx: the reply that decided it */
+	enum queue_rcpt_state *result;       /* per idx: delivered, failed or pending */
+};
+
+enum queue_conn_state {
+	QC_CONNECTING,
+	QC_GREETING,
+	QC_HELO,
+	QC_STARTTLS,
+	QC_TLS_HANDSHAKE,
+	QC_HELO_TLS,
+	QC_IDLE,
+	QC_RSET,
+	QC_MAIL,
+	QC_RCPT,
+	QC_DATA,
+	QC_BODY,
+	QC_DOT,
+	QC_QUIT,
+	QC_DEAD,
+};
+
+struct queue_conn {
+	struct queue_conn *next;
+	struct queue_backend *be;
+	enum queue_conn_state state;
+	int fd;
+	SSL *ssl;
+	int want_write; /* TLS wants writability to go on */
+	struct linebuf in;
+	char *out;
+	size_t out_len, out_off;
+	struct queue_reply reply;
+	struct ev_timer timer;
+	unsigned int ext; /* QUEUE_EXT_* of the LHLO/EHLO reply */
+	int used;         /* a transaction ran: RSET before the next */
+	struct queue_job *job;
+	size_t rcpt_pos;           /* RCPT sent for job->idx[rcpt_pos] */
+	size_t naccepted, dot_pos; /* LMTP: accepted recipients, replies read after DATA */
+	off_t body_pos;
+	struct queue_body_enc body; /* dot-stuffing state across chunks */
+	char addr[SOCK_ADDR_STRLEN];
+};
+
+struct queue_backend {
+	struct queue_backend *next;
+	struct queue_ctx *ctx;
+	char name[MAP_NAME_MAX + 1];
+	enum map_deliver_proto proto;
+	char host[MAP_HOST_MAX];
+	uint16_t port;
+	enum map_tls tls;
+	struct queue_conn *conns;
+	unsigned int nconns;
+	struct queue_job *wait_head, *wait_tail;
+};
+
+struct queue_ctx {
+	const struct mailplex_conf *conf;
+	struct mailplex_conf *own_conf; /* loaded by a SIGHUP reload; NULL: the caller's */
+	const char *conf_path;
+	struct ev_loop *loop;
+	struct map *map;
+	struct spool *spool;
+	char queue_dir[4096];
+	char state_dir[4096];
+	char hostname[256];
+	int inotify_fd;
+	struct ev_timer tick;
+	struct ev_timer scan;
+	struct queue_msg *msgs;
+	unsigned int nactive;
+	struct queue_backend *backends;
+	struct queue_conn *dead; /* closed connections, freed before the loop sleeps */
+	SSL_CTX *tls_client;
+	struct control_server *control;
+	int have_bounce_relay;
+	char bounce_relay_host[SOCK_HOST_MAX];
+	uint16_t bounce_relay_port;
+};
+
+/* queue_conn.c: hands a job to the back end (starts or reuses a connection as allowed). */
+void queue_backend_submit(struct queue_ctx *ctx, struct queue_job *job);
+/* Closes every connection (shutdown); their jobs finish as deferred. */
+void queue_backend_close_all(struct queue_ctx *ctx);
+
+/* queue_runner.c: a job's recipients are decided; records them and frees the job. */
+void queue_job_done(struct queue_ctx *ctx, struct queue_job *job);
+void queue_job_free(struct queue_job *job);
+struct queue_msg *queue_msg_find(struct queue_ctx *ctx, const char *qid);
+/* Appends records to state/QID and fsyncs; -1 logged. */
+int queue_msg_record(struct queue_ctx *ctx, struct queue_msg *m, const char *recs, size_t len);
+/* Removes queue/QID and state/QID (or marks it for removal when its attempt ends). */
+void queue_msg_delete(struct queue_ctx *ctx, struct queue_msg *m, const char *why);
+/* Next look for due messages at once (flush, a new message). */
+void queue_kick(struct queue_ctx *ctx);
+const char *queue_rcpt_state_name(enum queue_rcpt_state s);
+
+/* queue_control.c */
+void queue_control_handle(const struct control_request *req, struct control_reply *reply,
+                          void *arg);
+
+#endif

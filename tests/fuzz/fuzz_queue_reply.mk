@@ -1,0 +1,1 @@
+fuzz_queue_reply_SRCS := relay/queue_reply.c

@@ -1,0 +1,1 @@
+fuzz_queue_state_SRCS := relay/queue_state.c

@@ -1,0 +1,1 @@
+test_queue_body_SRCS := relay/queue_body.c

@@ -1,0 +1,1 @@
+test_queue_dsn_SRCS := relay/queue_dsn.c

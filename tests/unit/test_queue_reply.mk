@@ -1,0 +1,1 @@
+test_queue_reply_SRCS := relay/queue_reply.c

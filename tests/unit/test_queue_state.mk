@@ -1,0 +1,1 @@
+test_queue_state_SRCS := relay/queue_state.c
