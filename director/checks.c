@@ -137,6 +137,8 @@ checks_start(struct director *d, struct director_state *st, char *err, size_t er
 			struct hc_spec spec;
 
 			m->d = d;
+			if (m->absent)
+				continue;
 			if (checks_spec(m, st->tls[s], &spec, err, errlen) == -1) {
 				checks_stop(st);
 				return -1;

@@ -198,7 +198,10 @@ status_member_row(struct director *d, struct status_table *t, struct director_me
 		status_duration(left, sizeof(left),
 		                m->drain_deadline_ms > now ? m->drain_deadline_ms - now : 0);
 		(void)str_format(note, sizeof(note), "%s drain, deleted when idle or in %s",
-		                 m->drained ? "operator" : "check", left);
+		                 m->drained                              ? "operator"
+		                 : m->joined != NULL && m->joined->leaving ? m->joined->why
+		                                                           : "check",
+		                 left);
 	} else if (m->drained) {
 		(void)str_copy(note, sizeof(note), "operator drain");
 	}
@@ -224,6 +227,8 @@ status_unlisted_rows(struct director *d, struct status_table *t, size_t s,
 		for (size_t r = 0; r < d->state.nrelays && !known; r++) {
 			struct ipvs_dest dest;
 
+			if (state_member(&d->state, s, r)->absent)
+				continue;
 			state_dest_ipvs(state_member(&d->state, s, r)->svc,
 			                state_member(&d->state, s, r)->relay, &dest);
 			known = plan_dest_same(&dest, kd);
@@ -298,6 +303,7 @@ director_status(struct director *d, struct control_reply *r)
 			                     d->last_ops, d->last_failed);
 	}
 	status_cluster(d, r);
+	members_status(d, r);
 	for (size_t s = 0; s < d->state.nservices; s++) {
 		const struct mailplex_conf_service *svc = &svcs[s];
 		struct status_table t = {.ncols = ARRAY_LEN(head)};
@@ -327,7 +333,8 @@ director_status(struct director *d, struct control_reply *r)
 		for (size_t c = 0; c < ARRAY_LEN(head); c++)
 			status_set(&t, row, c, "%s", head[c]);
 		for (size_t rl = 0; rl < d->state.nrelays; rl++)
-			status_member_row(d, &t, state_member(&d->state, s, rl));
+			if (!state_member(&d->state, s, rl)->absent)
+				status_member_row(d, &t, state_member(&d->state, s, rl));
 		status_unlisted_rows(d, &t, s, ks);
 		status_print(&t, r, "  ");
 	}

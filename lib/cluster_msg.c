@@ -1,7 +1,8 @@
 /*
  * Cluster datagrams: the byte layout, HMAC-SHA256 under the cluster key, the time window
- * and the replay cache. Owns no socket and reads no clock: callers pass the time, so every
- * refusal is unit-tested. No field is believed before its MAC is checked.
+ * and the replay cache. Owns no socket; encoding and checking take the time as an argument
+ * (cluster_now_ms is only for callers), so every refusal is unit-tested. No field is
+ * believed before its MAC is checked.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -359,6 +361,16 @@ msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 	if (off != len || (m->type != CLUSTER_MSG_REPLY && m->af == 0))
 		return -1;
 	return 0;
+}
+
+uint64_t
+cluster_now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 int

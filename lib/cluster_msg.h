@@ -117,6 +117,9 @@ enum cluster_verdict cluster_msg_open(const struct cluster_key *key, const uint8
                                       size_t len, uint64_t now_ms, uint64_t window_ms,
                                       struct cluster_replay *replay, struct cluster_msg *m);
 
+/* The clock of cluster timestamps: wall time (NTP keeps the nodes within the window), ms. */
+uint64_t cluster_now_ms(void);
+
 int cluster_replay_init(struct cluster_replay *r);
 void cluster_replay_free(struct cluster_replay *r);
 
