@@ -189,9 +189,22 @@ members_sweep_dead(struct director_membership *mb, uint64_t now_ms, uint64_t dea
 			continue;
 		r->leaving = 1;
 		r->why = "no heartbeat";
+		log_warnx("cluster: relay %s: no heartbeat for %llu ms, draining it", r->name_buf,
+		          (unsigned long long)(now_ms - r->heard_ms));
 		n++;
 	}
 	return n;
+}
+
+int
+members_held(const struct director_state *st, const char *name)
+{
+	int held = 0, ri;
+
+	if ((ri = state_relay_index(st, name)) != -1)
+		for (size_t s = 0; s < st->nservices && !held; s++)
+			held = st->members[s * st->nrelays + (size_t)ri].in_kernel;
+	return held;
 }
 
 size_t
@@ -201,14 +214,10 @@ members_forget(struct director_membership *mb, const struct director_state *st)
 
 	for (size_t i = 0; i < mb->n; i++) {
 		struct member_relay *r = mb->v[i];
-		int held = 0, ri;
 
 		if (!r->leaving || r->gone)
 			continue;
-		if ((ri = state_relay_index(st, r->name_buf)) != -1)
-			for (size_t s = 0; s < st->nservices && !held; s++)
-				held = st->members[s * st->nrelays + (size_t)ri].in_kernel;
-		if (!held) {
+		if (!members_held(st, r->name_buf)) {
 			r->gone = 1;
 			n++;
 		}
@@ -447,6 +456,10 @@ members_datagram(struct director *d, const uint8_t *buf, size_t len,
 	}
 	if (flags & MEMBERS_STATE_CHANGED)
 		reconcile_soon(d);
+	/* A leaving relay keeps its VIP until IPVS sends it nothing: live connections end. */
+	if (m.type == CLUSTER_MSG_LEAVE && code == CLUSTER_REPLY_OK &&
+	    members_held(&d->state, m.name))
+		code = CLUSTER_REPLY_DRAINING;
 	members_reply(d, &m, code, peer, peerlen, peerstr);
 }
 
@@ -481,16 +494,8 @@ members_sweep(struct ev_loop *loop, void *arg)
 	char err[DIRECTOR_ERR_MAX];
 	uint64_t now = ev_now_ms(loop);
 
-	if (members_sweep_dead(mb, now, d->conf.director.relay_dead_after_ms) > 0) {
-		for (size_t i = 0; i < mb->n; i++)
-			if (mb->v[i]->leaving && strcmp(mb->v[i]->why, "no heartbeat") == 0 &&
-			    now - mb->v[i]->heard_ms <=
-			        d->conf.director.relay_dead_after_ms + MEMBERS_SWEEP_MS)
-				log_warnx("cluster: relay %s: no heartbeat for %llu ms, draining it",
-				          mb->v[i]->name_buf,
-				          (unsigned long long)(now - mb->v[i]->heard_ms));
+	if (members_sweep_dead(mb, now, d->conf.director.relay_dead_after_ms) > 0)
 		reconcile_soon(d);
-	}
 	if (mb->grace_until_ms != 0 && now >= mb->grace_until_ms) {
 		log_info("cluster: rejoin grace over: entries no relay claimed now drain");
 		mb->grace_until_ms = 0;

@@ -303,7 +303,7 @@ msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 		return -1;
 	m->type = (enum cluster_msg_type)p[5];
 	m->code = p[6];
-	if (m->type == CLUSTER_MSG_REPLY && m->code > CLUSTER_REPLY_REFUSED)
+	if (m->type == CLUSTER_MSG_REPLY && m->code > CLUSTER_REPLY_DRAINING)
 		return -1;
 	m->ready = p[7];
 	m->time_ms = get_u64(p + 8);

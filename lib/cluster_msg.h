@@ -34,6 +34,7 @@ enum cluster_reply_code {
 	CLUSTER_REPLY_OK = 0,
 	CLUSTER_REPLY_REJOIN = 1,  /* the director does not know the relay: send JOIN */
 	CLUSTER_REPLY_REFUSED = 2, /* the JOIN cannot be admitted (name or address taken) */
+	CLUSTER_REPLY_DRAINING = 3, /* LEAVE noted; IPVS still sends the relay connections */
 };
 
 /* Readiness bits of a JOIN or HEARTBEAT. */

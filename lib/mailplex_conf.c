@@ -359,6 +359,8 @@ static const struct conf_key mailplex_relay_agent_keys[] = {
     {AGENT_KEY("spool", CONF_T_STRING, spool), .min = 1, .max = 1024},
     {AGENT_KEY("spool_min_free", CONF_T_SIZE, spool_min_free), .def = "100M"},
     {AGENT_KEY("dr_vips", CONF_T_STRLIST, dr_vips), .max = 64},
+    {AGENT_KEY("stop_timeout", CONF_T_DURATION, stop_timeout_ms), .def = "15m", .min = 0,
+     .max = 7 * 86400 * 1000ULL},
     {.name = NULL},
 };
 

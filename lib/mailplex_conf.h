@@ -144,6 +144,7 @@ struct mailplex_conf_relay_agent {
 	char *spool;                   /* NULL: no free-space test */
 	uint64_t spool_min_free;       /* bytes */
 	struct conf_strlist dr_vips;   /* put on lo as /32 (/128) with the ARP sysctls for DR */
+	uint64_t stop_timeout_ms;      /* at stop, wait this long at most for the drain to end */
 };
 
 struct mailplex_conf {

@@ -4,3 +4,8 @@ PROXY_SRCS := relay/proxy_session.c relay/proxy_backend.c relay/proxy_pipe.c \
 PROGRAMS += mailplex-proxy
 mailplex-proxy_SRCS := relay/proxy_main.c $(PROXY_SRCS)
 MANPAGES += man/mailplex-proxy.8
+# mailplex-relay: the node agent (joins the directors' pool, heartbeats, DR setup).
+PROGRAMS += mailplex-relay
+mailplex-relay_SRCS := relay/agent_main.c relay/agent_ready.c relay/agent_dr.c
+mailplex-relay_LIBS := $(NL_LIBS)
+MANPAGES += man/mailplex-relay.8

@@ -106,6 +106,16 @@ test_round_trip_of_every_type(void **state)
 	assert_memory_equal(out.echo, m.echo, CLUSTER_NONCE_BYTES);
 	assert_int_equal(out.map_version, 7);
 	assert_int_equal(out.af, 0);
+	/* Every reply code is accepted, and nothing beyond them. */
+	m.code = CLUSTER_REPLY_DRAINING;
+	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
+	assert_int_equal(cluster_msg_open(&k, buf, (size_t)n, NOW_MS, WINDOW, NULL, &out),
+	                 CLUSTER_OK);
+	assert_int_equal(out.code, CLUSTER_REPLY_DRAINING);
+	m.code = CLUSTER_REPLY_DRAINING + 1;
+	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
+	assert_int_equal(cluster_msg_open(&k, buf, (size_t)n, NOW_MS, WINDOW, NULL, &out),
+	                 CLUSTER_ERR_FORMAT);
 }
 
 static void
