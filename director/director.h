@@ -221,7 +221,10 @@ int members_apply(struct director_membership *mb, const struct mailplex_conf_dir
 size_t members_sweep_dead(struct director_membership *mb, uint64_t now_ms, uint64_t dead_after_ms);
 /* 1 when the kernel (as of the last dump) holds the relay in some service. */
 int members_held(const struct director_state *st, const char *name);
-/* Drops leaving relays the kernel no longer holds in any service; returns how many. */
+/*
+ * Marks gone the relays that left or fell silent and that the kernel no longer holds in
+ * any service (not those merely not ready: they still heartbeat); returns how many.
+ */
 size_t members_forget(struct director_membership *mb, const struct director_state *st);
 void members_clear(struct director_membership *mb);
 /* Opens the UDP socket and loads the key when cluster_listen is set. 0, or -1 with err. */

@@ -215,7 +215,8 @@ members_forget(struct director_membership *mb, const struct director_state *st)
 	for (size_t i = 0; i < mb->n; i++) {
 		struct member_relay *r = mb->v[i];
 
-		if (!r->leaving || r->gone)
+		/* A relay that is not ready still heartbeats: keep it, or it would rejoin at once. */
+		if (!r->leaving || r->gone || strcmp(r->why, "not ready") == 0)
 			continue;
 		if (!members_held(st, r->name_buf)) {
 			r->gone = 1;

@@ -226,6 +226,10 @@ test_state_takes_joined_relays_for_their_services(void **state)
 	assert_int_equal(st.want[1].dests[1].want, PLAN_WANT_DRAIN);
 	assert_int_equal(st.want[1].dests[1].dest.weight, 0);
 	assert_string_equal(state_member_label(state_member(&st, 1, 1)), "left");
+	/* Not ready and out of the kernel: kept, it still heartbeats. */
+	f->mb.v[0]->why = "not ready";
+	assert_int_equal(members_forget(&f->mb, &st), 0);
+	f->mb.v[0]->why = "leave";
 	/* Forgotten only when the kernel holds it nowhere. */
 	state_member(&st, 1, 1)->in_kernel = 1;
 	assert_int_equal(members_forget(&f->mb, &st), 0);
