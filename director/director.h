@@ -247,6 +247,12 @@ void members_status(struct director *d, struct control_reply *r);
 /* One hc_check per member of st, initially up where the member is healthy. */
 int checks_start(struct director *d, struct director_state *st, char *err, size_t errlen);
 void checks_stop(struct director_state *st);
+/*
+ * For a new state of the same config (a relay joined or was forgotten): members that were
+ * in old keep their running check, with its rise/fall count, instead of the fresh one
+ * checks_start gave them. Call after checks_start(st) succeeded, before checks_stop(old).
+ */
+void checks_carry(struct director_state *st, struct director_state *old);
 
 /* ---- sysctl.c ---- */
 

@@ -277,6 +277,8 @@ members_state_rebuild(struct director *d, char *err, size_t errlen)
 		state_free(&ns);
 		return -1;
 	}
+	/* A join must not restart every other relay's checks (at scale: all at once). */
+	checks_carry(&ns, &d->state);
 	checks_stop(&d->state);
 	state_free(&d->state);
 	d->state = ns;

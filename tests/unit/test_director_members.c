@@ -319,6 +319,52 @@ test_rejoin_grace_keeps_unclaimed_entries(void **state)
 	ev_loop_free(d.loop);
 }
 
+static void
+test_rebuild_keeps_running_checks(void **state)
+{
+	struct fx *f = *state;
+	struct director d;
+	struct cluster_msg m;
+	struct hc_check *c1, *c2;
+	char err[DIRECTOR_ERR_MAX];
+	uint8_t code;
+
+	memset(&d, 0, sizeof(d));
+	d.conf = f->conf;
+	d.members.fd = -1;
+	assert_non_null(d.loop = ev_loop_new());
+	ev_timer_init(&d.soon);
+	ev_timer_init(&d.periodic);
+	assert_int_equal(state_init(&d.state, &d.conf.director), 0);
+	assert_int_equal(checks_start(&d, &d.state, err, sizeof(err)), 0);
+	c1 = state_member(&d.state, 0, 0)->check;
+	assert_non_null(c1);
+	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.22", "smtp");
+	assert_int_equal(members_apply(&d.members, &d.conf.director, &m, 1, &code, err, sizeof(err)),
+	                 MEMBERS_TABLE_CHANGED);
+	assert_int_equal(members_state_rebuild(&d, err, sizeof(err)), 0);
+	/* relay1 keeps its check, now calling back into the new state; relay2 has its own. */
+	assert_int_equal(d.state.nrelays, 2);
+	assert_ptr_equal(state_member(&d.state, 0, 0)->check, c1);
+	assert_ptr_equal(c1->arg, state_member(&d.state, 0, 0));
+	c2 = state_member(&d.state, 0, 1)->check;
+	assert_non_null(c2);
+	assert_null(state_member(&d.state, 1, 1)->check); /* imap: not offered */
+	/* A new address is a new check. */
+	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.23", "smtp");
+	assert_int_equal(members_apply(&d.members, &d.conf.director, &m, 2, &code, err, sizeof(err)),
+	                 MEMBERS_TABLE_CHANGED);
+	assert_int_equal(members_state_rebuild(&d, err, sizeof(err)), 0);
+	assert_ptr_equal(state_member(&d.state, 0, 0)->check, c1);
+	assert_non_null(state_member(&d.state, 0, 1)->check);
+	assert_non_null(strstr(state_member(&d.state, 0, 1)->check->spec.addr_str, "10.0.0.23"));
+	checks_stop(&d.state);
+	state_free(&d.state);
+	members_clear(&d.members);
+	ev_timer_stop(d.loop, &d.soon);
+	ev_loop_free(d.loop);
+}
+
 int
 main(void)
 {
@@ -333,6 +379,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_state_takes_joined_relays_for_their_services,
 	                                    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rejoin_grace_keeps_unclaimed_entries, fx_setup,
+	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_rebuild_keeps_running_checks, fx_setup,
 	                                    fx_teardown),
 	};
 
