@@ -112,7 +112,8 @@ members_apply(struct director_membership *mb, const struct mailplex_conf_directo
 		}
 		if (r == NULL || r->gone) {
 			if (r == NULL && mb->n >= MEMBERS_MAX) {
-				err_set(why, whylen, "the table holds %d relays already", MEMBERS_MAX);
+				err_set(why, whylen, "the table holds %d relays already",
+				        MEMBERS_MAX);
 				*reply_code = CLUSTER_REPLY_REFUSED;
 				return 0;
 			}
@@ -215,7 +216,7 @@ members_forget(struct director_membership *mb, const struct director_state *st)
 	for (size_t i = 0; i < mb->n; i++) {
 		struct member_relay *r = mb->v[i];
 
-		/* A relay that is not ready still heartbeats: keep it, or it would rejoin at once. */
+		/* Not ready, it still heartbeats: forgotten, it would rejoin at once. */
 		if (!r->leaving || r->gone || strcmp(r->why, "not ready") == 0)
 			continue;
 		if (!members_held(st, r->name_buf)) {
@@ -508,8 +509,9 @@ members_sweep(struct ev_loop *loop, void *arg)
 	if (d->last_pass_ms != 0 && members_forget(mb, &d->state) > 0) {
 		for (size_t i = 0; i < mb->n; i++)
 			if (mb->v[i]->gone)
-				log_info("cluster: relay %s (%s) is out of every service: forgotten",
-				         mb->v[i]->name_buf, mb->v[i]->why);
+				log_info(
+				    "cluster: relay %s (%s) is out of every service: forgotten",
+				    mb->v[i]->name_buf, mb->v[i]->why);
 		if (members_state_rebuild(d, err, sizeof(err)) == -1) {
 			for (size_t i = 0; i < mb->n; i++)
 				mb->v[i]->gone = 0;
@@ -547,7 +549,8 @@ members_open(struct director *d, char *err, size_t errlen)
 	}
 	if ((mb->fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1 ||
 	    bind(mb->fd, (struct sockaddr *)&ss, sslen) == -1) {
-		err_set(err, errlen, "cluster_listen %s: %s", conf->cluster_listen, strerror(errno));
+		err_set(err, errlen, "cluster_listen %s: %s", conf->cluster_listen,
+		        strerror(errno));
 		return -1;
 	}
 	if (ev_io_set(d->loop, mb->fd, EV_READ, members_read, d) == -1 ||
@@ -587,13 +590,15 @@ members_status(struct director *d, struct control_reply *r)
 	uint64_t now = ev_now_ms(d->loop);
 
 	if (mb->fd == -1 || d->conf.director.cluster_listen == NULL) {
-		control_reply_printf(r, "cluster: no cluster_listen, relays from the config only\n");
+		control_reply_printf(r,
+		                     "cluster: no cluster_listen, relays from the config only\n");
 		return;
 	}
-	control_reply_printf(r, "cluster: %s, %zu joined relays, %llu datagrams accepted, %llu refused%s\n",
-	                     d->conf.director.cluster_listen, mb->n,
-	                     (unsigned long long)mb->accepted, (unsigned long long)mb->refused,
-	                     mb->grace_until_ms > now ? ", rejoin grace running" : "");
+	control_reply_printf(
+	    r, "cluster: %s, %zu joined relays, %llu datagrams accepted, %llu refused%s\n",
+	    d->conf.director.cluster_listen, mb->n, (unsigned long long)mb->accepted,
+	    (unsigned long long)mb->refused,
+	    mb->grace_until_ms > now ? ", rejoin grace running" : "");
 	for (size_t i = 0; i < mb->n; i++) {
 		const struct member_relay *m = mb->v[i];
 		char svcs[CLUSTER_SERVICES_MAX * CLUSTER_SERVICE_NAME_MAX] = "";

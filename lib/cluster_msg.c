@@ -83,8 +83,7 @@ hexval(int c)
 }
 
 int
-cluster_key_parse(const char *text, size_t len, struct cluster_key *key, char *err,
-                  size_t errlen)
+cluster_key_parse(const char *text, size_t len, struct cluster_key *key, char *err, size_t errlen)
 {
 	size_t i = 0, end = len;
 
@@ -134,8 +133,8 @@ cluster_key_load(const char *path, struct cluster_key *key, char *err, size_t er
 	}
 	/* Whoever reads the key can forge a JOIN and pull traffic to any address. */
 	if (!S_ISREG(sb.st_mode) || (sb.st_mode & 077) != 0) {
-		err_set(err, errlen, "%s: must be a regular file only its owner can read (chmod 600)",
-		        path);
+		err_set(err, errlen,
+		        "%s: must be a regular file only its owner can read (chmod 600)", path);
 		(void)close(fd);
 		return -1;
 	}

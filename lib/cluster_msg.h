@@ -10,17 +10,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CLUSTER_PORT_DEFAULT    7945
-#define CLUSTER_KEY_MIN_BYTES   32
-#define CLUSTER_KEY_MAX_BYTES   128
-#define CLUSTER_NONCE_BYTES     16
-#define CLUSTER_MAC_BYTES       32 /* HMAC-SHA256 */
-#define CLUSTER_NAME_MAX        64 /* with the terminating NUL: 63 characters */
-#define CLUSTER_SERVICE_NAME_MAX 33
-#define CLUSTER_SERVICES_MAX    16
-#define CLUSTER_MSG_MAX_BYTES   1024 /* a whole datagram; larger ones are refused unread */
+#define CLUSTER_KEY_MIN_BYTES     32
+#define CLUSTER_KEY_MAX_BYTES     128
+#define CLUSTER_NONCE_BYTES       16
+#define CLUSTER_MAC_BYTES         32 /* HMAC-SHA256 */
+#define CLUSTER_NAME_MAX          64 /* with the terminating NUL: 63 characters */
+#define CLUSTER_SERVICE_NAME_MAX  33
+#define CLUSTER_SERVICES_MAX      16
+#define CLUSTER_MSG_MAX_BYTES     1024 /* a whole datagram; larger ones are refused unread */
 #define CLUSTER_WINDOW_MS_DEFAULT 30000
-#define CLUSTER_REPLAY_MAX      8192 /* nonces remembered; full means refuse, not forget */
+#define CLUSTER_REPLAY_MAX        8192 /* nonces remembered; full means refuse, not forget */
 
 enum cluster_msg_type {
 	CLUSTER_MSG_JOIN = 1,
@@ -32,8 +31,8 @@ enum cluster_msg_type {
 /* A director's answer (REPLY only). */
 enum cluster_reply_code {
 	CLUSTER_REPLY_OK = 0,
-	CLUSTER_REPLY_REJOIN = 1,  /* the director does not know the relay: send JOIN */
-	CLUSTER_REPLY_REFUSED = 2, /* the JOIN cannot be admitted (name or address taken) */
+	CLUSTER_REPLY_REJOIN = 1,   /* the director does not know the relay: send JOIN */
+	CLUSTER_REPLY_REFUSED = 2,  /* the JOIN cannot be admitted (name or address taken) */
 	CLUSTER_REPLY_DRAINING = 3, /* LEAVE noted; IPVS still sends the relay connections */
 };
 
@@ -50,28 +49,28 @@ struct cluster_service {
 
 struct cluster_msg {
 	enum cluster_msg_type type;
-	uint8_t code;               /* REPLY: enum cluster_reply_code */
-	uint64_t time_ms;           /* sender's wall clock, ms since the epoch */
+	uint8_t code;     /* REPLY: enum cluster_reply_code */
+	uint64_t time_ms; /* sender's wall clock, ms since the epoch */
 	uint8_t nonce[CLUSTER_NONCE_BYTES];
 	uint8_t echo[CLUSTER_NONCE_BYTES]; /* REPLY: the nonce of the message answered */
 	char name[CLUSTER_NAME_MAX];       /* the relay's name (REPLY: the relay answered) */
 	int af;                            /* AF_INET, AF_INET6, or 0 (REPLY) */
 	uint8_t addr[16];                  /* the relay's address, network order */
 	uint16_t weight;
-	uint8_t ready;         /* CLUSTER_READY_* */
-	uint64_t spool_free;   /* bytes */
-	uint64_t map_version;  /* relay: the map it runs; REPLY: the newest the director has */
+	uint8_t ready;        /* CLUSTER_READY_* */
+	uint64_t spool_free;  /* bytes */
+	uint64_t map_version; /* relay: the map it runs; REPLY: the newest the director has */
 	size_t nservices;
 	struct cluster_service services[CLUSTER_SERVICES_MAX];
 };
 
 enum cluster_verdict {
 	CLUSTER_OK = 0,
-	CLUSTER_ERR_SIZE,      /* shorter than the smallest or longer than the largest */
-	CLUSTER_ERR_MAC,       /* forged, or another cluster's key */
-	CLUSTER_ERR_FORMAT,    /* authentic but malformed (a bug, or another version) */
-	CLUSTER_ERR_STALE,     /* outside the time window */
-	CLUSTER_ERR_REPLAY,    /* the nonce was seen already */
+	CLUSTER_ERR_SIZE,   /* shorter than the smallest or longer than the largest */
+	CLUSTER_ERR_MAC,    /* forged, or another cluster's key */
+	CLUSTER_ERR_FORMAT, /* authentic but malformed (a bug, or another version) */
+	CLUSTER_ERR_STALE,  /* outside the time window */
+	CLUSTER_ERR_REPLAY, /* the nonce was seen already */
 	CLUSTER_ERR_REPLAY_FULL,
 };
 
@@ -114,8 +113,8 @@ int cluster_msg_stamp(struct cluster_msg *m, uint64_t now_ms);
  * believed, then the fields, then the time window around now_ms, then the replay cache
  * (replay NULL: not checked; the nonce is remembered only when every other test passed).
  */
-enum cluster_verdict cluster_msg_open(const struct cluster_key *key, const uint8_t *buf,
-                                      size_t len, uint64_t now_ms, uint64_t window_ms,
+enum cluster_verdict cluster_msg_open(const struct cluster_key *key, const uint8_t *buf, size_t len,
+                                      uint64_t now_ms, uint64_t window_ms,
                                       struct cluster_replay *replay, struct cluster_msg *m);
 
 /* The clock of cluster timestamps: wall time (NTP keeps the nodes within the window), ms. */

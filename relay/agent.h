@@ -16,8 +16,8 @@
 #include "mailplex_conf.h"
 #include "sock.h"
 
-#define AGENT_DIRECTORS_MAX 16
-#define AGENT_DR_VIPS_MAX   64
+#define AGENT_DIRECTORS_MAX    16
+#define AGENT_DR_VIPS_MAX      64
 #define AGENT_READY_TIMEOUT_MS 500 /* per control socket asked */
 
 /* What the agent believes one director thinks of it. */
@@ -43,7 +43,7 @@ struct agent_peer {
 	uint8_t last_nonce[CLUSTER_NONCE_BYTES];
 	enum cluster_msg_type last_type;
 	enum agent_leave_state leave; /* at stop */
-	uint64_t map_version; /* the newest the director offers (item 5 fetches it) */
+	uint64_t map_version;         /* the newest the director offers (item 5 fetches it) */
 };
 
 struct agent_dr_vip {
@@ -72,8 +72,8 @@ struct agent {
 	int stopping;
 	unsigned leave_tries;
 	uint64_t stop_ms; /* loop time of the stop signal */
-	uint8_t ready; /* CLUSTER_READY_* of the last beat */
-	int probed;    /* readiness was probed once (the first verdict is logged either way) */
+	uint8_t ready;    /* CLUSTER_READY_* of the last beat */
+	int probed;       /* readiness was probed once (the first verdict is logged either way) */
 	uint64_t spool_free;
 	uint64_t map_version;
 	struct agent_dr_vip vips[AGENT_DR_VIPS_MAX];

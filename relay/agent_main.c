@@ -128,7 +128,8 @@ agent_beat(struct ev_loop *loop, void *arg)
 	for (size_t i = 0; i < a->npeers; i++) {
 		struct agent_peer *p = &a->peers[i];
 
-		agent_send(a, p, p->state == AGENT_PEER_JOINED ? CLUSTER_MSG_HEARTBEAT : CLUSTER_MSG_JOIN);
+		agent_send(
+		    a, p, p->state == AGENT_PEER_JOINED ? CLUSTER_MSG_HEARTBEAT : CLUSTER_MSG_JOIN);
 	}
 	if (ev_timer_start(loop, &a->beat, a->conf.relay.heartbeat_ms, agent_beat, a) == -1)
 		log_warn("heartbeat timer");
@@ -200,9 +201,11 @@ agent_read(struct ev_loop *loop, int fd, int events, void *arg)
 				log_warn("director %s: recv", p->str);
 			return;
 		}
-		v = cluster_msg_open(&a->key, buf, (size_t)n > sizeof(buf) ? sizeof(buf) : (size_t)n,
+		v = cluster_msg_open(&a->key, buf,
+		                     (size_t)n > sizeof(buf) ? sizeof(buf) : (size_t)n,
 		                     cluster_now_ms(), CLUSTER_WINDOW_MS_DEFAULT, &a->replay, &m);
-		if (v == CLUSTER_OK && (m.type != CLUSTER_MSG_REPLY || strcmp(m.name, a->name) != 0))
+		if (v == CLUSTER_OK &&
+		    (m.type != CLUSTER_MSG_REPLY || strcmp(m.name, a->name) != 0))
 			v = CLUSTER_ERR_FORMAT;
 		if (v != CLUSTER_OK) {
 			log_warnx("director %s: reply refused: %s", p->str, cluster_verdict_str(v));
@@ -326,8 +329,8 @@ agent_start(struct agent *a, char *err, size_t errlen)
 			return -1;
 		}
 		a->npeers = i + 1;
-		if ((p->fd = socket(p->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) ==
-		        -1 ||
+		if ((p->fd = socket(p->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		                    0)) == -1 ||
 		    connect(p->fd, (struct sockaddr *)&p->ss, p->sslen) == -1 ||
 		    ev_io_set(a->loop, p->fd, EV_READ, agent_read, a) == -1) {
 			err_set(err, errlen, "director %s: %s", p->str, strerror(errno));
@@ -398,8 +401,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
-		printf("%s: configuration OK (relay %s, %zu directors, %zu services)\n", a.conf_path,
-		       a.name, a.conf.relay.directors.n, a.conf.relay.services.n);
+		printf("%s: configuration OK (relay %s, %zu directors, %zu services)\n",
+		       a.conf_path, a.name, a.conf.relay.directors.n, a.conf.relay.services.n);
 		mailplex_conf_free(&a.conf);
 		return 0;
 	}

@@ -63,8 +63,8 @@ agent_ready_probe(struct agent *a)
 		if (a->spool_free >= rc->spool_min_free)
 			ready |= CLUSTER_READY_SPOOL;
 		else
-			err_set(why, sizeof(why), "spool %s: %llu bytes free, below %llu", rc->spool,
-			        (unsigned long long)a->spool_free,
+			err_set(why, sizeof(why), "spool %s: %llu bytes free, below %llu",
+			        rc->spool, (unsigned long long)a->spool_free,
 			        (unsigned long long)rc->spool_min_free);
 	}
 	if ((ready & (CLUSTER_READY_SMTPD | CLUSTER_READY_PROXY | CLUSTER_READY_SPOOL)) ==

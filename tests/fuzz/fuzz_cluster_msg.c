@@ -44,8 +44,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	v = cluster_msg_open(&key, buf, len, 1000000, CLUSTER_WINDOW_MS_DEFAULT, NULL, &m);
 	if (v != CLUSTER_OK)
 		return 0;
-	if (strnlen(m.name, sizeof(m.name)) == 0 || strnlen(m.name, sizeof(m.name)) >= sizeof(m.name) ||
-	    m.nservices > CLUSTER_SERVICES_MAX)
+	if (strnlen(m.name, sizeof(m.name)) == 0 ||
+	    strnlen(m.name, sizeof(m.name)) >= sizeof(m.name) || m.nservices > CLUSTER_SERVICES_MAX)
 		abort();
 	for (size_t i = 0; i < m.nservices; i++)
 		if (strnlen(m.services[i].name, sizeof(m.services[i].name)) >=

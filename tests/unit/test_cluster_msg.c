@@ -26,8 +26,7 @@
 #define NOW_MS 1764400000000ULL
 #define WINDOW CLUSTER_WINDOW_MS_DEFAULT
 
-static const char key_hex[] =
-    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+static const char key_hex[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
 
 static void
 test_key(struct cluster_key *k)
@@ -311,10 +310,10 @@ test_key_text_and_file_mode(void **state)
 	assert_int_equal(cluster_key_parse("abcd", 4, &k, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "needs 32"));
 	assert_int_equal(cluster_key_parse(key_hex, strlen(key_hex) - 2, &k, err, sizeof(err)), -1);
-	assert_int_equal(cluster_key_parse(
-	                     "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 64,
-	                     &k, err, sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    cluster_key_parse("zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+	                      64, &k, err, sizeof(err)),
+	    -1);
 	assert_string_equal(err, "key: not hex");
 	fd = mkstemp(path);
 	assert_true(fd >= 0);

@@ -19,14 +19,13 @@
 #include "director.h"
 #include "log.h"
 
-static const char conf_text[] =
-    "director = {\n"
-    "  cluster_listen = \"127.0.0.1:7945\";\n"
-    "  services = (\n"
-    "    { name = \"smtp\"; vip = \"192.0.2.10:25\"; },\n"
-    "    { name = \"imap\"; vip = \"192.0.2.10:143\"; } );\n"
-    "  relays = ( { name = \"relay1\"; address = \"10.0.0.21\"; } );\n"
-    "};\n";
+static const char conf_text[] = "director = {\n"
+                                "  cluster_listen = \"127.0.0.1:7945\";\n"
+                                "  services = (\n"
+                                "    { name = \"smtp\"; vip = \"192.0.2.10:25\"; },\n"
+                                "    { name = \"imap\"; vip = \"192.0.2.10:143\"; } );\n"
+                                "  relays = ( { name = \"relay1\"; address = \"10.0.0.21\"; } );\n"
+                                "};\n";
 
 struct fx {
 	struct mailplex_conf conf;
@@ -340,8 +339,9 @@ test_rebuild_keeps_running_checks(void **state)
 	c1 = state_member(&d.state, 0, 0)->check;
 	assert_non_null(c1);
 	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.22", "smtp");
-	assert_int_equal(members_apply(&d.members, &d.conf.director, &m, 1, &code, err, sizeof(err)),
-	                 MEMBERS_TABLE_CHANGED);
+	assert_int_equal(
+	    members_apply(&d.members, &d.conf.director, &m, 1, &code, err, sizeof(err)),
+	    MEMBERS_TABLE_CHANGED);
 	assert_int_equal(members_state_rebuild(&d, err, sizeof(err)), 0);
 	/* relay1 keeps its check, now calling back into the new state; relay2 has its own. */
 	assert_int_equal(d.state.nrelays, 2);
@@ -352,8 +352,9 @@ test_rebuild_keeps_running_checks(void **state)
 	assert_null(state_member(&d.state, 1, 1)->check); /* imap: not offered */
 	/* A new address is a new check. */
 	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.23", "smtp");
-	assert_int_equal(members_apply(&d.members, &d.conf.director, &m, 2, &code, err, sizeof(err)),
-	                 MEMBERS_TABLE_CHANGED);
+	assert_int_equal(
+	    members_apply(&d.members, &d.conf.director, &m, 2, &code, err, sizeof(err)),
+	    MEMBERS_TABLE_CHANGED);
 	assert_int_equal(members_state_rebuild(&d, err, sizeof(err)), 0);
 	assert_ptr_equal(state_member(&d.state, 0, 0)->check, c1);
 	assert_non_null(state_member(&d.state, 0, 1)->check);

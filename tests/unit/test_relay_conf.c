@@ -23,7 +23,8 @@ test_relay_section_and_cluster_keys(void **state)
 	    "relay = { name = \"relay7\"; address = \"10.0.0.27\"; weight = 30;\n"
 	    "  directors = [ \"10.0.0.1:7945\", \"10.0.0.2:7945\" ]; heartbeat = \"1s\";\n"
 	    "  services = [ \"smtp\", \"imap:143\" ]; proxy_control = \"/run/p.sock\";\n"
-	    "  spool = \"/var/spool/mailplex\"; spool_min_free = \"1G\"; dr_vips = [ \"192.0.2.10\" ];\n"
+	    "  spool = \"/var/spool/mailplex\"; spool_min_free = \"1G\"; dr_vips = [ "
+	    "\"192.0.2.10\" ];\n"
 	    "  stop_timeout = \"2m\"; };\n";
 	struct mailplex_conf c;
 	char err[CONF_ERR_MAX];
@@ -55,8 +56,8 @@ test_defaults_without_the_sections(void **state)
 	struct mailplex_conf c;
 	char err[CONF_ERR_MAX];
 
-	if (mailplex_conf_load_string("log_level = \"info\";\n", "t.conf", &c, err,
-	                              sizeof(err)) == -1)
+	if (mailplex_conf_load_string("log_level = \"info\";\n", "t.conf", &c, err, sizeof(err)) ==
+	    -1)
 		fail_msg("%s", err);
 	assert_null(c.director.cluster_listen);
 	assert_int_equal(c.relay.address.af, 0);
@@ -77,14 +78,14 @@ test_bounds_are_enforced(void **state)
 	                                           &c, err, sizeof(err)),
 	                 -1);
 	assert_non_null(strstr(err, "heartbeat"));
-	assert_int_equal(mailplex_conf_load_string("relay = { weight = 0; };\n", "t.conf", &c, err,
-	                                           sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    mailplex_conf_load_string("relay = { weight = 0; };\n", "t.conf", &c, err, sizeof(err)),
+	    -1);
 	assert_int_equal(mailplex_conf_load_string("director = { cluster_window = \"1h\"; };\n",
 	                                           "t.conf", &c, err, sizeof(err)),
 	                 -1);
-	assert_int_equal(mailplex_conf_load_string("relay = { nonsense = 1; };\n", "t.conf", &c, err,
-	                                           sizeof(err)),
+	assert_int_equal(mailplex_conf_load_string("relay = { nonsense = 1; };\n", "t.conf", &c,
+	                                           err, sizeof(err)),
 	                 -1);
 }
 
