@@ -227,6 +227,14 @@ int members_held(const struct director_state *st, const char *name);
  */
 size_t members_forget(struct director_membership *mb, const struct director_state *st);
 void members_clear(struct director_membership *mb);
+/* Reload: marks gone the joined relays a new config lists by name or address. */
+size_t members_yield(struct director_membership *mb, const struct mailplex_conf_director *conf);
+/* Undoes the marks of a reload that failed. */
+void members_unyield(struct director_membership *mb);
+/* The relays not marked gone, in out (MEMBERS_MAX); returns how many. */
+size_t members_live(const struct director_membership *mb, struct member_relay **out);
+/* Frees the relays marked gone; only once no state points at them. */
+void members_reap(struct director_membership *mb);
 /* Opens the UDP socket and loads the key when cluster_listen is set. 0, or -1 with err. */
 int members_open(struct director *d, char *err, size_t errlen);
 void members_close(struct director *d);

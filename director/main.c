@@ -125,15 +125,21 @@ director_reload(struct director *d)
 {
 	struct mailplex_conf nc;
 	struct director_state ns;
+	struct member_relay *live[MEMBERS_MAX];
 	char err[DIRECTOR_ERR_MAX];
 
 	if (director_conf_load(d->conf_path, &nc, err, sizeof(err)) == -1) {
 		log_warnx("reload: %s; keeping the running configuration", err);
 		return;
 	}
-	/* Joined relays stay joined across a reload; their services are matched anew. */
-	if (state_init_joined(&ns, &nc.director, d->members.v, d->members.n) == -1) {
+	/*
+	 * Joined relays stay joined across a reload, their services matched anew; one the new
+	 * config lists by name or address gives way to the listed one.
+	 */
+	(void)members_yield(&d->members, &nc.director);
+	if (state_init_joined(&ns, &nc.director, live, members_live(&d->members, live)) == -1) {
 		log_warnx("reload: out of memory; keeping the running configuration");
+		members_unyield(&d->members);
 		mailplex_conf_free(&nc);
 		return;
 	}
@@ -143,6 +149,7 @@ director_reload(struct director *d)
 	state_carry(&ns, &d->state);
 	if (checks_start(d, &ns, err, sizeof(err)) == -1) {
 		log_warnx("reload: %s; keeping the running configuration", err);
+		members_unyield(&d->members);
 		state_free(&ns);
 		mailplex_conf_free(&nc);
 		return;
@@ -160,6 +167,7 @@ director_reload(struct director *d)
 		log_warnx("reload: cluster_listen and cluster_key stay as they were until a restart");
 	checks_stop(&d->state);
 	state_free(&d->state);
+	members_reap(&d->members);
 	mailplex_conf_free(&d->conf);
 	d->conf = nc;
 	d->state = ns;

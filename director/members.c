@@ -227,8 +227,49 @@ members_forget(struct director_membership *mb, const struct director_state *st)
 	return n;
 }
 
-/* Frees the relays marked gone; only once no state points at them. */
-static void
+size_t
+members_yield(struct director_membership *mb, const struct mailplex_conf_director *conf)
+{
+	const struct mailplex_conf_relay *rl = conf->relays.v;
+	size_t n = 0;
+
+	for (size_t i = 0; i < mb->n; i++) {
+		struct member_relay *r = mb->v[i];
+
+		for (size_t j = 0; j < conf->relays.n && !r->gone; j++)
+			if (strcmp(rl[j].name, r->name_buf) == 0 ||
+			    strcmp(rl[j].address.str, r->relay.address.str) == 0) {
+				log_info(
+				    "cluster: joined relay %s (%s): the config lists %s (%s) now; "
+				    "the listed one counts",
+				    r->name_buf, r->relay.address.str, rl[j].name,
+				    rl[j].address.str);
+				r->gone = 1;
+				n++;
+			}
+	}
+	return n;
+}
+
+void
+members_unyield(struct director_membership *mb)
+{
+	for (size_t i = 0; i < mb->n; i++)
+		mb->v[i]->gone = 0;
+}
+
+size_t
+members_live(const struct director_membership *mb, struct member_relay **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < mb->n; i++)
+		if (!mb->v[i]->gone)
+			out[n++] = mb->v[i];
+	return n;
+}
+
+void
 members_reap(struct director_membership *mb)
 {
 	size_t k = 0;
@@ -261,11 +302,8 @@ members_state_rebuild(struct director *d, char *err, size_t errlen)
 	struct director_membership *mb = &d->members;
 	struct member_relay *keep[MEMBERS_MAX];
 	struct director_state ns;
-	size_t n = 0;
+	size_t n = members_live(mb, keep);
 
-	for (size_t i = 0; i < mb->n; i++)
-		if (!mb->v[i]->gone)
-			keep[n++] = mb->v[i];
 	if (state_init_joined(&ns, &d->conf.director, keep, n) == -1) {
 		err_set(err, errlen, "out of memory");
 		return -1;

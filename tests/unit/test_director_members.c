@@ -366,6 +366,36 @@ test_rebuild_keeps_running_checks(void **state)
 	ev_loop_free(d.loop);
 }
 
+static void
+test_reload_listing_a_joined_relay_takes_it_over(void **state)
+{
+	struct fx *f = *state;
+	struct mailplex_conf nc;
+	struct member_relay *live[MEMBERS_MAX];
+	struct cluster_msg m;
+	char err[CONF_ERR_MAX];
+	uint8_t code;
+
+	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.22", "smtp");
+	assert_int_equal(apply(f, &m, 1, &code), MEMBERS_TABLE_CHANGED);
+	msg(&m, CLUSTER_MSG_JOIN, "relay3", "10.0.0.23", "smtp");
+	assert_int_equal(apply(f, &m, 1, &code), MEMBERS_TABLE_CHANGED);
+	if (mailplex_conf_load_string("director = { relays = ( { name = \"relayX\"; "
+	                              "address = \"10.0.0.23\"; } ); };\n",
+	                              "n.conf", &nc, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	assert_int_equal(members_yield(&f->mb, &nc.director), 1);
+	assert_int_equal(members_live(&f->mb, live), 1);
+	assert_string_equal(live[0]->name_buf, "relay2");
+	/* A reload that fails gives it back; one that succeeds frees it. */
+	members_unyield(&f->mb);
+	assert_int_equal(members_live(&f->mb, live), 2);
+	assert_int_equal(members_yield(&f->mb, &nc.director), 1);
+	members_reap(&f->mb);
+	assert_int_equal(f->mb.n, 1);
+	mailplex_conf_free(&nc);
+}
+
 int
 main(void)
 {
@@ -383,6 +413,8 @@ main(void)
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rebuild_keeps_running_checks, fx_setup,
 	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_reload_listing_a_joined_relay_takes_it_over,
+	                                    fx_setup, fx_teardown),
 	};
 
 	log_init("test_director_members", 1, LOG_LEVEL_ERR);
