@@ -193,17 +193,23 @@ status_member_row(struct director *d, struct status_table *t, struct director_me
 		status_set(t, row, 6, "-");
 		status_set(t, row, 7, "-");
 	}
-	note[0] = '\0';
+	/* Joined relays are told apart from listed ones here; their details are above. */
+	(void)str_copy(note, sizeof(note), m->joined != NULL ? "joined" : "");
 	if (m->in_kernel && m->draining) {
+		size_t l = strlen(note);
+
 		status_duration(left, sizeof(left),
 		                m->drain_deadline_ms > now ? m->drain_deadline_ms - now : 0);
-		(void)str_format(note, sizeof(note), "%s drain, deleted when idle or in %s",
-		                 m->drained                              ? "operator"
+		(void)str_format(note + l, sizeof(note) - l,
+		                 "%s%s drain, deleted when idle or in %s", l > 0 ? "; " : "",
+		                 m->drained                                ? "operator"
 		                 : m->joined != NULL && m->joined->leaving ? m->joined->why
 		                                                           : "check",
 		                 left);
 	} else if (m->drained) {
-		(void)str_copy(note, sizeof(note), "operator drain");
+		size_t l = strlen(note);
+
+		(void)str_format(note + l, sizeof(note) - l, "%soperator drain", l > 0 ? "; " : "");
 	}
 	if (m->check != NULL && m->check->nruns > 0 && m->check->last.reason[0] != '\0') {
 		size_t l = strlen(note);

@@ -37,8 +37,9 @@ n2=$(echo "$ids" | tr ' ' '\n' | sed -n 's/^relay2=//p')
 sys_check traffic_reaches_joined_relays $? "replies per relay: $ids"
 st=$("$CTL" -f "$CONF" director status)
 echo "$st" | grep -q '^joined: relay1 10.81.0.21 weight 100 services echo heartbeat .* ready' &&
-	echo "$st" | grep -q '^joined: relay2 10.81.0.22 weight 50'
-sys_check status_lists_joined_relays $? "$(echo "$st" | grep -E '^(cluster|joined)' | tr '\n' '|')"
+	echo "$st" | grep -q '^joined: relay2 10.81.0.22 weight 50' &&
+	echo "$st" | grep -Eq '^ +relay1 +10\.81\.0\.21:8025 +100 +active .* joined'
+sys_check status_lists_joined_relays $? "$(echo "$st" | grep -E '^(cluster|joined)|relay1' | tr '\n' '|')"
 
 # ---- Another cluster's key: refused and logged, never in IPVS.
 start_agent rs3
