@@ -496,6 +496,22 @@ fail:
 	return NULL;
 }
 
+int
+control_server_rename(struct control_server *srv, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+
+	if (control_sockaddr(path, &sun, err, errlen) == -1)
+		return -1;
+	if (rename(srv->path, path) == -1) {
+		(void)str_format(err, errlen, "rename %s to %s: %s", srv->path, path,
+		                 strerror(errno));
+		return -1;
+	}
+	(void)str_copy(srv->path, sizeof(srv->path), path);
+	return 0;
+}
+
 void
 control_server_set_timeout(struct control_server *srv, uint64_t timeout_ms)
 {

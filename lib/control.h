@@ -68,6 +68,14 @@ struct control_server;
 struct control_server *control_server_new(struct ev_loop *loop, const char *path,
                                           control_handler_fn *handler, void *arg, char *err,
                                           size_t errlen);
+/*
+ * Moves the socket file to path with rename(2) and remembers the new name for
+ * control_server_free. The listening socket is bound to the file's inode, so clients
+ * that connect by the new name reach the same server and there is no moment without a
+ * socket; the old name is free at once for another server (a proxy worker retiring after
+ * a reload hands its name to its successor this way). 0, or -1 with err (nothing moved).
+ */
+int control_server_rename(struct control_server *srv, const char *path, char *err, size_t errlen);
 /* Per-connection inactivity bound (tests shorten it). */
 void control_server_set_timeout(struct control_server *srv, uint64_t timeout_ms);
 /* Closes every connection and the listener and removes the socket file. */

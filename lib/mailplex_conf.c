@@ -35,6 +35,7 @@ static const struct conf_key mailplex_map_keys[] = {
 
 /* Same order as enum mailplex_fwd and enum mailplex_check_type. */
 static const char *const mailplex_fwd_names[] = {"dr", "nat", "tun", NULL};
+static const char *const mailplex_client_addr_names[] = {"none", "proxy-v2", "id", NULL};
 static const char *const mailplex_check_names[] = {"tcp",   "smtp", "smtps", "imap",
                                                    "imaps", "pop3", "pop3s", NULL};
 
@@ -337,6 +338,8 @@ static const struct conf_key mailplex_proxy_keys[] = {
      .max = 3600 * 1000},
     {PROXY_KEY("backend_tls_verify", CONF_T_BOOL, backend_tls_verify), .def = "true"},
     {PROXY_KEY("backend_ca_file", CONF_T_STRING, backend_ca_file), .min = 1, .max = 1024},
+    {PROXY_KEY("backend_client_address", CONF_T_ENUM, backend_client_address), .def = "none",
+     .names = mailplex_client_addr_names},
     {.name = NULL},
 };
 

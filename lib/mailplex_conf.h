@@ -102,6 +102,13 @@ struct mailplex_conf_director {
 	uint64_t rejoin_grace_ms;    /* after a start, unclaimed kernel entries stay this long */
 };
 
+/* How the proxy tells a back end the client's address; same order as the names. */
+enum mailplex_client_addr {
+	MAILPLEX_CLIENT_ADDR_NONE = 0,
+	MAILPLEX_CLIENT_ADDR_PROXY_V2, /* PROXY protocol v2 header before anything else */
+	MAILPLEX_CLIENT_ADDR_ID,       /* IMAP ID x-originating-*, POP3 XCLIENT */
+};
+
 /* mailplex-proxy: the POP3/IMAP4 proxy on every relay node. */
 struct mailplex_conf_proxy {
 	struct conf_strlist imap;  /* "host:port" listeners, IMAP with STARTTLS */
@@ -128,6 +135,7 @@ struct mailplex_conf_proxy {
 	uint64_t backend_down_max_ms; /* ceiling of the down time */
 	int backend_tls_verify;       /* verify back-end certificates (tls=on|implicit) */
 	char *backend_ca_file;        /* NULL: the system's trust store */
+	int backend_client_address;   /* enum mailplex_client_addr */
 };
 
 /* mailplex-relay: the node agent that joins this relay to the directors' pool. */

@@ -27,6 +27,8 @@
 #define PROXY_CLIENT_OUT_MAX    65536 /* pre-login replies queued before we stop reading */
 #define PROXY_FAIL_DELAY_MAX_MS 30000 /* ceiling of the doubled login-failure delay */
 #define PROXY_IP_BUCKETS        4096
+#define PROXY_DNS_TTL_MS        60000 /* a back end's resolved addresses are reused this long */
+#define PROXY_DNS_NEG_TTL_MS    5000  /* ... and a failed resolution */
 
 enum proxy_proto {
 	PROXY_IMAP,
@@ -57,6 +59,7 @@ struct proxy_ip_count {
 
 struct proxy_session;
 struct control_server;
+struct resolver;
 
 /* One per worker process. */
 struct proxy_ctx {
@@ -75,7 +78,15 @@ struct proxy_ctx {
 	unsigned nsessions;
 	struct proxy_session *sessions; /* every live session (status, kick) */
 	struct proxy_be_health *health;
+	struct resolver *resolver; /* back-end host names; made at the first name */
 	struct proxy_ip_count *ips[PROXY_IP_BUCKETS];
+
+	/*
+	 * Reload (SIGHUP to the master): which configuration this worker runs, and whether a
+	 * newer one took over (no accepting; the worker exits after its last session).
+	 */
+	unsigned long generation;
+	int retiring;
 };
 
 /* Bytes queued toward one peer. */
@@ -102,10 +113,12 @@ enum proxy_state {
 	PS_CLIENT_TLS,      /* implicit TLS handshake before the greeting */
 	PS_PRELOGIN,        /* reading commands */
 	PS_CLIENT_STARTTLS, /* STARTTLS/STLS answered; handshake once the answer is out */
+	PS_BE_RESOLVE, /* waiting for the back end's host name to resolve */
 	PS_BE_CONNECT,
 	PS_BE_TLS, /* back-end handshake (implicit, or after STARTTLS) */
 	PS_BE_GREETING,
 	PS_BE_STARTTLS, /* waiting for the back end's STARTTLS/STLS answer */
+	PS_BE_ADDR,     /* telling it the client's address: IMAP ID, POP3 CAPA/XCLIENT */
 	PS_BE_LOGIN,    /* login command sent, waiting for its answer */
 	PS_FAIL_DELAY,  /* holding a failed login's answer */
 	PS_PIPE,        /* logged in: copying bytes */
@@ -148,8 +161,11 @@ struct proxy_session {
 	char be_name[MAP_NAME_MAX + 1];
 	char be_addr[SOCK_ADDR_STRLEN];
 	char be_host[MAP_HOST_MAX]; /* as the map names it: SNI and certificate check */
+	uint16_t be_port;
+	unsigned be_try; /* which of the name's addresses is being connected to */
 	enum map_tls be_tls;
 	int be_literal_plus; /* the greeting advertised LITERAL+ */
+	int be_xclient;      /* POP3: its CAPA listed XCLIENT */
 	int be_step;         /* position inside the login exchange */
 };
 
@@ -173,6 +189,7 @@ int proxy_backend_is_down(struct proxy_ctx *ctx, const char *name);
 
 /* proxy_pipe.c: the I/O of one side, and the copy after login */
 void proxy_conn_init(struct proxy_conn *c);
+void proxy_conn_tls_lean(SSL *ssl);
 void proxy_conn_close(struct proxy_ctx *ctx, struct proxy_conn *c);
 int proxy_obuf_add(struct proxy_obuf *b, const void *data, size_t len);
 int proxy_obuf_vprintf(struct proxy_obuf *b, const char *fmt, va_list ap)
@@ -193,13 +210,15 @@ void proxy_pipe_events(struct proxy_session *s, int *cev, int *bev);
 /* proxy_control.c */
 int proxy_mailbox_key(struct map *map, const char *user, char *key, size_t len, char *err,
                       size_t errlen);
-void proxy_control_start(struct proxy_ctx *ctx);
+int proxy_control_start(struct proxy_ctx *ctx, char *err, size_t errlen);
+void proxy_control_retire(struct proxy_ctx *ctx);
 void proxy_control_stop(struct proxy_ctx *ctx);
 
 /* proxy_listen.c */
 int proxy_ip_add(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
 void proxy_ip_del(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
 int proxy_listeners_start(struct proxy_ctx *ctx);
+void proxy_listeners_stop(struct proxy_ctx *ctx);
 void proxy_accept_resume(struct proxy_ctx *ctx);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * mailplex-proxy's control commands (status, kick) on lib/control's socket. Each worker
  * serves its own socket, <proxy.control>.<worker index>, and answers for its own sessions
- * only; mailplexctl asks every worker and merges. Nothing here blocks or logs a password.
+ * only; a worker retired by a reload moves to <proxy.control>.<index>.old-<pid> so that its
+ * successor gets the name and kick still reaches its sessions (mailplexctl asks every
+ * <proxy.control>.[0-9]* and merges). Nothing here blocks or logs a password.
  */
 #include <stdio.h>
 #include <string.h>
@@ -53,8 +55,10 @@ control_status(struct proxy_ctx *ctx, struct control_reply *r)
 		else if (s->state != PS_DEAD)
 			pre++;
 	}
-	control_reply_printf(r, "worker %zu pid %d: %u pre-login, %u logged-in\n", ctx->worker,
-	                     (int)getpid(), pre, in);
+	control_reply_printf(r,
+	                     "worker %zu pid %d: %u pre-login, %u logged-in (generation %lu%s)\n",
+	                     ctx->worker, (int)getpid(), pre, in, ctx->generation,
+	                     ctx->retiring ? ", retiring: leaves after its last session" : "");
 	if (in == 0)
 		return;
 	control_reply_printf(r, "  %-8s %-24s %-24s %-28s %-5s %s\n", "ID", "CLIENT", "USER",
@@ -113,22 +117,50 @@ control_handle(const struct control_request *req, struct control_reply *reply, v
 		control_reply_error(reply, "unknown command '%.32s' (status, kick)", req->argv[0]);
 }
 
-/* A worker without its socket still serves mail: the failure is logged, not fatal. */
-void
-proxy_control_start(struct proxy_ctx *ctx)
+/*
+ * 0 when the socket is up (or none is configured); -1 with err otherwise. A worker without
+ * its socket still serves mail, so the caller logs and may try again: right after a reload
+ * the retiring predecessor may not have moved away from the name yet.
+ */
+int
+proxy_control_start(struct proxy_ctx *ctx, char *err, size_t errlen)
 {
 	const char *base = ctx->conf->proxy.control;
+	char path[CONTROL_REQUEST_MAX_BYTES];
+
+	if (base == NULL || ctx->control != NULL)
+		return 0;
+	if (str_format(path, sizeof(path), "%s.%zu", base, ctx->worker) == -1) {
+		(void)str_format(err, errlen, "control socket path %s.%zu too long", base,
+		                 ctx->worker);
+		return -1;
+	}
+	ctx->control = control_server_new(ctx->loop, path, control_handle, ctx, err, errlen);
+	return ctx->control == NULL ? -1 : 0;
+}
+
+/*
+ * Hands <base>.<worker> to the next generation's worker. If the move fails the socket is
+ * closed instead: the successor must get the name, and a retiring worker only finishes
+ * sessions (kick cannot reach them then; logged).
+ */
+void
+proxy_control_retire(struct proxy_ctx *ctx)
+{
 	char path[CONTROL_REQUEST_MAX_BYTES], err[CONTROL_ERR_MAX];
 
-	if (base == NULL)
+	if (ctx->control == NULL)
 		return;
-	if (str_format(path, sizeof(path), "%s.%zu", base, ctx->worker) == -1) {
-		log_warnx("worker %zu: control socket path too long", ctx->worker);
+	if (str_format(path, sizeof(path), "%s.%zu.old-%d", ctx->conf->proxy.control, ctx->worker,
+	               (int)getpid()) == -1) {
+		(void)str_copy(err, sizeof(err), "path too long");
+	} else if (control_server_rename(ctx->control, path, err, sizeof(err)) == 0) {
+		log_debug("worker %zu: control socket now %s", ctx->worker, path);
 		return;
 	}
-	ctx->control = control_server_new(ctx->loop, path, control_handle, ctx, err, sizeof(err));
-	if (ctx->control == NULL)
-		log_warnx("worker %zu: control socket %s: %s", ctx->worker, path, err);
+	log_warnx("worker %zu: control socket: %s; closed (kick will not reach this worker)",
+	          ctx->worker, err);
+	proxy_control_stop(ctx);
 }
 
 void

@@ -1,7 +1,8 @@
 /*
  * mailplex-proxy's listening sockets inside one worker: accepting, the connection caps
- * (total and per client address), and pausing accept when descriptors run out. It never
- * reads from a client; a refused connection is closed at once.
+ * (total and per client address), pausing accept when descriptors run out, and letting go
+ * of the listeners when a reload retires the worker. It never reads from a client; a
+ * refused connection is closed at once.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -104,7 +105,7 @@ accept_timer(struct ev_loop *loop, void *arg)
 void
 proxy_accept_resume(struct proxy_ctx *ctx)
 {
-	if (ctx->accept_paused && !ev_timer_active(&ctx->accept_timer) &&
+	if (!ctx->retiring && ctx->accept_paused && !ev_timer_active(&ctx->accept_timer) &&
 	    ctx->nsessions < (unsigned)ctx->conf->proxy.max_connections)
 		accept_set(ctx, 1);
 }
@@ -160,4 +161,30 @@ proxy_listeners_start(struct proxy_ctx *ctx)
 	ev_timer_init(&ctx->accept_timer);
 	accept_set(ctx, 1);
 	return 0;
+}
+
+/*
+ * A newer generation took over: close this worker's copies of the listening sockets. A
+ * socket the new generation kept is still open there, so its backlog waits for the new
+ * workers; one the new configuration dropped closes here for good, so what already
+ * waits in its backlog is taken first (one accept round) rather than reset. The array
+ * stays (sessions point at their listener); only the descriptors go.
+ */
+void
+proxy_listeners_stop(struct proxy_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->nlisteners; i++)
+		if (ctx->listeners[i].fd != -1 && !ctx->accept_paused)
+			listener_accept(ctx->loop, ctx->listeners[i].fd, EV_READ, ctx);
+	ev_timer_stop(ctx->loop, &ctx->accept_timer);
+	for (i = 0; i < ctx->nlisteners; i++) {
+		if (ctx->listeners[i].fd == -1)
+			continue;
+		(void)ev_io_del(ctx->loop, ctx->listeners[i].fd);
+		close(ctx->listeners[i].fd);
+		ctx->listeners[i].fd = -1;
+	}
+	ctx->accept_paused = 1;
 }

@@ -16,6 +16,17 @@
 #include "proxy.h"
 #include "tls.h"
 
+/*
+ * STYLE.md: an idle session holds no page-sized buffer. OpenSSL otherwise keeps a read and
+ * a write buffer of about 17 kB each for the life of the connection; released, they come
+ * back from malloc for the next record.
+ */
+void
+proxy_conn_tls_lean(SSL *ssl)
+{
+	SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
 void
 proxy_conn_init(struct proxy_conn *c)
 {

@@ -20,10 +20,12 @@ static const char *const state_names[] = {
     [PS_CLIENT_TLS] = "client-tls",
     [PS_PRELOGIN] = "prelogin",
     [PS_CLIENT_STARTTLS] = "starttls",
+    [PS_BE_RESOLVE] = "be-resolve",
     [PS_BE_CONNECT] = "be-connect",
     [PS_BE_TLS] = "be-tls",
     [PS_BE_GREETING] = "be-greeting",
     [PS_BE_STARTTLS] = "be-starttls",
+    [PS_BE_ADDR] = "be-client-address",
     [PS_BE_LOGIN] = "be-login",
     [PS_FAIL_DELAY] = "fail-delay",
     [PS_PIPE] = "pipe",
@@ -63,12 +65,14 @@ proxy_session_set_state(struct proxy_session *s, enum proxy_state st)
 	case PS_CLIENT_STARTTLS:
 		ms = pc->prelogin_timeout_ms;
 		break;
+	case PS_BE_RESOLVE:
 	case PS_BE_CONNECT:
 		ms = pc->backend_connect_timeout_ms;
 		break;
 	case PS_BE_TLS:
 	case PS_BE_GREETING:
 	case PS_BE_STARTTLS:
+	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
 		ms = pc->backend_login_timeout_ms;
 		break;
@@ -626,6 +630,7 @@ client_handshake(struct proxy_session *s)
 			proxy_session_close(s, "tls setup failed");
 			return 0;
 		}
+		proxy_conn_tls_lean(s->client.ssl);
 	}
 	r = proxy_conn_handshake(&s->client, err, sizeof(err));
 	if (r == 1)
@@ -687,6 +692,7 @@ session_events(struct proxy_session *s)
 		break;
 	case PS_BE_GREETING:
 	case PS_BE_STARTTLS:
+	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
 		bev |= EV_READ;
 		break;
@@ -804,6 +810,7 @@ proxy_session_run(struct proxy_session *s)
 		case PS_BE_TLS:
 		case PS_BE_GREETING:
 		case PS_BE_STARTTLS:
+		case PS_BE_ADDR:
 		case PS_BE_LOGIN:
 			progress |= proxy_backend_step(s);
 			break;
@@ -845,10 +852,12 @@ session_timeout(struct ev_loop *loop, void *arg)
 			reply(s, "-ERR Disconnected for inactivity.\r\n");
 		session_closing(s, "pre-login timeout");
 		break;
+	case PS_BE_RESOLVE:
 	case PS_BE_CONNECT:
 	case PS_BE_TLS:
 	case PS_BE_GREETING:
 	case PS_BE_STARTTLS:
+	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
 		proxy_backend_timeout(s);
 		break;
@@ -925,6 +934,7 @@ proxy_session_new(struct proxy_ctx *ctx, int fd, const struct proxy_listener *l,
 			log_warnx("session %llu: %s", (unsigned long long)s->id, err);
 			proxy_session_close(s, "tls setup failed");
 		} else {
+			proxy_conn_tls_lean(s->client.ssl);
 			proxy_session_set_state(s, PS_CLIENT_TLS);
 		}
 	} else {

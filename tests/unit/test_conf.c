@@ -639,6 +639,27 @@ test_proxy_refuses_an_idle_timeout_shorter_than_imap_idle(void **state)
 }
 
 static void
+test_proxy_backend_client_address_is_checked(void **state)
+{
+	struct mailplex_conf c;
+	char err[CONF_ERR_MAX];
+
+	assert_int_equal(mailplex_conf_load_string("", "p.conf", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.proxy.backend_client_address, MAILPLEX_CLIENT_ADDR_NONE);
+	mailplex_conf_free(&c);
+	assert_int_equal(mailplex_conf_load_string("proxy = { backend_client_address = \"id\"; };",
+	                                           "p.conf", &c, err, sizeof(err)),
+	                 0);
+	assert_int_equal(c.proxy.backend_client_address, MAILPLEX_CLIENT_ADDR_ID);
+	mailplex_conf_free(&c);
+	assert_int_equal(mailplex_conf_load_string("proxy = {\n backend_client_address = \"xff\"; };",
+	                                           "p.conf", &c, err, sizeof(err)),
+	                 -1);
+	assert_string_equal(err, "p.conf:2: 'proxy.backend_client_address': 'xff' is not one of: "
+	                         "none, proxy-v2, id");
+}
+
+static void
 test_mailplex_conf_rejects_unknown_log_level(void **state)
 {
 	struct mailplex_conf c;
@@ -695,6 +716,7 @@ main(void)
 	    cmocka_unit_test(test_proxy_section_defaults_are_safe),
 	    cmocka_unit_test(test_proxy_section_fills_listeners_and_limits),
 	    cmocka_unit_test(test_proxy_refuses_an_idle_timeout_shorter_than_imap_idle),
+	    cmocka_unit_test(test_proxy_backend_client_address_is_checked),
 	    cmocka_unit_test(test_shipped_example_config_loads),
 	};
 

@@ -399,6 +399,47 @@ test_live_socket_is_not_taken_over_and_stale_one_is(void **state)
 }
 
 static void
+test_renamed_socket_keeps_answering_and_frees_its_new_name(void **state)
+{
+	struct rt *rt = *state;
+	struct control_server *successor;
+	char old[sizeof(rt->path)], err[CONTROL_ERR_MAX];
+	struct stat st;
+
+	(void)str_copy(old, sizeof(old), rt->path);
+	assert_int_equal(str_format(rt->path, sizeof(rt->path), "%s/ctl.sock.old", rt->dir), 0);
+	if (control_server_rename(rt->srv, rt->path, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	assert_int_equal(lstat(old, &st), -1);
+	rt_run(rt, child_helper_status);
+	assert_string_equal(rt->got, "ok\nargc=3 [drain] [relay1] [smtp]\n");
+
+	/* The old name is free for a successor, and freeing the renamed server spares it. */
+	successor = control_server_new(rt->loop, old, echo_handler, rt, err, sizeof(err));
+	if (successor == NULL)
+		fail_msg("%s", err);
+	control_server_free(rt->srv);
+	rt->srv = NULL;
+	assert_int_equal(lstat(rt->path, &st), -1);
+	assert_int_equal(lstat(old, &st), 0);
+	control_server_free(successor);
+	assert_int_equal(lstat(old, &st), -1);
+}
+
+static void
+test_rename_to_an_impossible_path_keeps_the_socket(void **state)
+{
+	struct rt *rt = *state;
+	char err[CONTROL_ERR_MAX];
+
+	assert_int_equal(
+	    control_server_rename(rt->srv, "/nonexistent/dir/ctl.sock", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "rename"));
+	rt_run(rt, child_helper_status);
+	assert_string_equal(rt->got, "ok\nargc=3 [drain] [relay1] [smtp]\n");
+}
+
+static void
 test_regular_file_at_the_path_is_left_alone(void **state)
 {
 	char path[] = "/tmp/test_control_file.XXXXXX", err[CONTROL_ERR_MAX];
@@ -445,6 +486,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_silent_client_is_dropped_at_the_timeout, rt_setup,
 	                                    rt_teardown),
 	    cmocka_unit_test_setup_teardown(test_live_socket_is_not_taken_over_and_stale_one_is,
+	                                    rt_setup, rt_teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_renamed_socket_keeps_answering_and_frees_its_new_name, rt_setup, rt_teardown),
+	    cmocka_unit_test_setup_teardown(test_rename_to_an_impossible_path_keeps_the_socket,
 	                                    rt_setup, rt_teardown),
 	    cmocka_unit_test(test_regular_file_at_the_path_is_left_alone),
 	    cmocka_unit_test(test_client_reports_a_missing_daemon),

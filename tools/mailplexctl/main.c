@@ -108,8 +108,10 @@ ctl_ask(const char *sock, const struct ctl_command *cmd, const char *line, uint6
 }
 
 /*
- * The proxy: every worker's socket (base.0, base.1, ...), or base itself when there are
- * none (-s naming one worker's socket). The worst exit code wins; kick adds a total.
+ * The proxy: every worker's socket (base.0, base.1, ..., and base.N.old-PID of a worker
+ * finishing its sessions after a reload: the glob matches both), or base itself when
+ * there are none (-s naming one worker's socket). The worst exit code wins; kick adds a
+ * total.
  */
 static int
 ctl_fan_out(const char *base, const struct ctl_command *cmd, const char *line,
