@@ -137,6 +137,8 @@ checks_start(struct director *d, struct director_state *st, char *err, size_t er
 			struct hc_spec spec;
 
 			m->d = d;
+			if (m->absent)
+				continue;
 			if (checks_spec(m, st->tls[s], &spec, err, errlen) == -1) {
 				checks_stop(st);
 				return -1;
@@ -157,4 +159,31 @@ checks_start(struct director *d, struct director_state *st, char *err, size_t er
 			}
 		}
 	return 0;
+}
+
+void
+checks_carry(struct director_state *st, struct director_state *old)
+{
+	for (size_t s = 0; s < st->nservices; s++)
+		for (size_t r = 0; r < st->nrelays; r++) {
+			struct director_member *m = state_member(st, s, r);
+			int os = state_service_index(old, m->svc->name);
+			int orl = state_relay_index(old, m->relay->name);
+			struct director_member *o;
+
+			if (m->check == NULL || os == -1 || orl == -1)
+				continue;
+			o = state_member(old, (size_t)os, (size_t)orl);
+			/*
+			 * Another address or port is another check: the fresh one stays. Compared
+			 * on the checks themselves: a joined relay's record is shared by both states.
+			 */
+			if (o->check == NULL ||
+			    strcmp(o->check->spec.addr_str, m->check->spec.addr_str) != 0)
+				continue;
+			hc_check_free(m->check);
+			m->check = o->check;
+			m->check->arg = m;
+			o->check = NULL;
+		}
 }

@@ -193,14 +193,23 @@ status_member_row(struct director *d, struct status_table *t, struct director_me
 		status_set(t, row, 6, "-");
 		status_set(t, row, 7, "-");
 	}
-	note[0] = '\0';
+	/* Joined relays are told apart from listed ones here; their details are above. */
+	(void)str_copy(note, sizeof(note), m->joined != NULL ? "joined" : "");
 	if (m->in_kernel && m->draining) {
+		size_t l = strlen(note);
+
 		status_duration(left, sizeof(left),
 		                m->drain_deadline_ms > now ? m->drain_deadline_ms - now : 0);
-		(void)str_format(note, sizeof(note), "%s drain, deleted when idle or in %s",
-		                 m->drained ? "operator" : "check", left);
+		(void)str_format(note + l, sizeof(note) - l,
+		                 "%s%s drain, deleted when idle or in %s", l > 0 ? "; " : "",
+		                 m->drained                                ? "operator"
+		                 : m->joined != NULL && m->joined->leaving ? m->joined->why
+		                                                           : "check",
+		                 left);
 	} else if (m->drained) {
-		(void)str_copy(note, sizeof(note), "operator drain");
+		size_t l = strlen(note);
+
+		(void)str_format(note + l, sizeof(note) - l, "%soperator drain", l > 0 ? "; " : "");
 	}
 	if (m->check != NULL && m->check->nruns > 0 && m->check->last.reason[0] != '\0') {
 		size_t l = strlen(note);
@@ -224,6 +233,8 @@ status_unlisted_rows(struct director *d, struct status_table *t, size_t s,
 		for (size_t r = 0; r < d->state.nrelays && !known; r++) {
 			struct ipvs_dest dest;
 
+			if (state_member(&d->state, s, r)->absent)
+				continue;
 			state_dest_ipvs(state_member(&d->state, s, r)->svc,
 			                state_member(&d->state, s, r)->relay, &dest);
 			known = plan_dest_same(&dest, kd);
@@ -298,6 +309,7 @@ director_status(struct director *d, struct control_reply *r)
 			                     d->last_ops, d->last_failed);
 	}
 	status_cluster(d, r);
+	members_status(d, r);
 	for (size_t s = 0; s < d->state.nservices; s++) {
 		const struct mailplex_conf_service *svc = &svcs[s];
 		struct status_table t = {.ncols = ARRAY_LEN(head)};
@@ -327,7 +339,8 @@ director_status(struct director *d, struct control_reply *r)
 		for (size_t c = 0; c < ARRAY_LEN(head); c++)
 			status_set(&t, row, c, "%s", head[c]);
 		for (size_t rl = 0; rl < d->state.nrelays; rl++)
-			status_member_row(d, &t, state_member(&d->state, s, rl));
+			if (!state_member(&d->state, s, rl)->absent)
+				status_member_row(d, &t, state_member(&d->state, s, rl));
 		status_unlisted_rows(d, &t, s, ks);
 		status_print(&t, r, "  ");
 	}

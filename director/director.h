@@ -12,6 +12,7 @@
 
 #include <openssl/ssl.h>
 
+#include "cluster_msg.h"
 #include "control.h"
 #include "event.h"
 #include "hc.h"
@@ -22,6 +23,44 @@
 #define DIRECTOR_ERR_MAX 512
 
 struct director;
+
+/* ---- membership: relays that joined with mailplex-relay (members.c) ---- */
+
+#define MEMBERS_MAX             256
+#define MEMBERS_LOG_PER_SECOND  10 /* refused datagrams logged; the rest are counted */
+
+struct member_relay {
+	struct mailplex_conf_relay relay; /* name points at name_buf: state.c treats it as static */
+	char name_buf[CLUSTER_NAME_MAX];
+	struct cluster_service services[CLUSTER_SERVICES_MAX];
+	size_t nservices;
+	uint8_t ready; /* CLUSTER_READY_* of the last JOIN or HEARTBEAT */
+	uint64_t spool_free;
+	uint64_t map_version;
+	uint64_t joined_ms; /* loop time */
+	uint64_t heard_ms;  /* loop time of the last authentic datagram */
+	int leaving;        /* drain it: LEAVE, no heartbeat, or not ready */
+	int gone;           /* forgotten: freed once no state points at it */
+	const char *why;    /* of leaving: "leave", "no heartbeat", "not ready" */
+	char peer[SOCK_ADDR_STRLEN]; /* where its datagrams come from */
+};
+
+struct director_membership {
+	int fd; /* UDP; -1: no cluster_listen */
+	struct cluster_key key;
+	struct cluster_replay replay;
+	struct member_relay *v[MEMBERS_MAX];
+	size_t n;
+	struct ev_timer sweep;
+	uint64_t grace_until_ms; /* loop time: unclaimed kernel entries stay until then */
+	uint64_t accepted, refused;
+	uint64_t log_second; /* rate limit of refusal log lines */
+	unsigned log_count;
+};
+
+/* What one datagram did to the table (members_apply). */
+#define MEMBERS_TABLE_CHANGED 0x01 /* a relay was added: the state must be rebuilt */
+#define MEMBERS_STATE_CHANGED 0x02 /* a relay turned leaving or back: a reconcile pass */
 
 /* One relay in one service: what the director wants for it and what it last saw. */
 struct director_member {
@@ -35,6 +74,8 @@ struct director_member {
 	struct hc_check *check; /* checks.c */
 	int in_kernel;          /* from the last dump */
 	struct ipvs_dest kernel;
+	const struct member_relay *joined; /* NULL: listed in the config */
+	int absent;                        /* a joined relay that does not offer this service */
 };
 
 /* Desired state: services × relays, and the plan inputs built from it. */
@@ -48,6 +89,8 @@ struct director_state {
 	struct plan_vip *vips;
 	size_t nvips;
 	SSL_CTX **tls; /* per service, checks.c: NULL where the check has no TLS */
+	const struct mailplex_conf_relay **relays; /* nrelays: the config's, then joined ones */
+	const struct member_relay **joined;        /* nrelays: NULL for the config's */
 };
 
 /* ---- keepalived's view, from its notify FIFO (vrrp.c) ---- */
@@ -108,6 +151,7 @@ struct director {
 	struct ipvs_daemon sync[2];
 	size_t nsync;
 	char sync_error[IPVS_ERROR_MAX]; /* "" if the last check of them went through */
+	struct director_membership members;
 };
 
 /* ---- state.c ---- */
@@ -116,6 +160,11 @@ struct director {
 int state_conf_check(const struct mailplex_conf_director *conf, char *err, size_t errlen);
 /* Every member starts unhealthy and undrained. 0, or -1 (ENOMEM). */
 int state_init(struct director_state *st, const struct mailplex_conf_director *conf);
+/* The same with joined relays after the config's (they must outlive st). */
+int state_init_joined(struct director_state *st, const struct mailplex_conf_director *conf,
+                      struct member_relay *const *joined, size_t njoined);
+/* Healthy, not drained by the operator, not leaving, offered: in IPVS with its weight. */
+int state_member_wanted(const struct director_member *m);
 void state_free(struct director_state *st);
 struct director_member *state_member(struct director_state *st, size_t s, size_t r);
 /* Index by name, or -1. */
@@ -140,7 +189,7 @@ void state_build(struct director_state *st, uint64_t now_ms);
 void state_service_ipvs(const struct mailplex_conf_service *svc, struct ipvs_service *out);
 void state_dest_ipvs(const struct mailplex_conf_service *svc,
                      const struct mailplex_conf_relay *relay, struct ipvs_dest *out);
-/* "active", "adding", "draining", "drained" or "down". */
+/* "active", "adding", "draining", "drained", "left" or "down". */
 const char *state_member_label(const struct director_member *m);
 
 /* ---- reconcile.c ---- */
@@ -157,11 +206,61 @@ void reconcile_sync(struct director *d);
 /* The health keepalived tracks: 1 when a pass ran and its dump and plan went through. */
 int director_healthy(const struct director *d);
 
+/* ---- members.c ---- */
+
+/*
+ * What an authentic datagram does to the table; reply_code gets the answer (REPLY code).
+ * JOIN adds or refreshes (refused: a name or address the config or another relay holds,
+ * or a full table); HEARTBEAT refreshes (REJOIN when unknown); LEAVE marks it leaving.
+ * Returns MEMBERS_* flags. No I/O: the caller rebuilds the state and replies.
+ */
+int members_apply(struct director_membership *mb, const struct mailplex_conf_director *conf,
+                  const struct cluster_msg *m, uint64_t now_ms, uint8_t *reply_code, char *why,
+                  size_t whylen);
+/* Marks relays silent for dead_after as leaving; returns how many turned. */
+size_t members_sweep_dead(struct director_membership *mb, uint64_t now_ms, uint64_t dead_after_ms);
+/* 1 when the kernel (as of the last dump) holds the relay in some service. */
+int members_held(const struct director_state *st, const char *name);
+/*
+ * Marks gone the relays that left or fell silent and that the kernel no longer holds in
+ * any service (not those merely not ready: they still heartbeat); returns how many.
+ */
+size_t members_forget(struct director_membership *mb, const struct director_state *st);
+void members_clear(struct director_membership *mb);
+/* Reload: marks gone the joined relays a new config lists by name or address. */
+size_t members_yield(struct director_membership *mb, const struct mailplex_conf_director *conf);
+/* Undoes the marks of a reload that failed. */
+void members_unyield(struct director_membership *mb);
+/* The relays not marked gone, in out (MEMBERS_MAX); returns how many. */
+size_t members_live(const struct director_membership *mb, struct member_relay **out);
+/* Frees the relays marked gone; only once no state points at them. */
+void members_reap(struct director_membership *mb);
+/* Opens the UDP socket and loads the key when cluster_listen is set. 0, or -1 with err. */
+int members_open(struct director *d, char *err, size_t errlen);
+void members_close(struct director *d);
+/* A state for the current config and membership, carrying health from the running one. */
+int members_state_rebuild(struct director *d, char *err, size_t errlen);
+/*
+ * During rejoin_grace after a start: a copy of the kernel's table without the destinations
+ * of wanted services that no relay claims, so the plan leaves them as they are. Returns
+ * how many it hid (0: *out NULL, plan from the kernel's table), or -1 (ENOMEM).
+ */
+int members_grace_filter(const struct director *d, struct plan_kernel_service **out,
+                         size_t *nout);
+void members_grace_free(struct plan_kernel_service *ks, size_t n);
+void members_status(struct director *d, struct control_reply *r);
+
 /* ---- checks.c ---- */
 
 /* One hc_check per member of st, initially up where the member is healthy. */
 int checks_start(struct director *d, struct director_state *st, char *err, size_t errlen);
 void checks_stop(struct director_state *st);
+/*
+ * For a new state of the same config (a relay joined or was forgotten): members that were
+ * in old keep their running check, with its rise/fall count, instead of the fresh one
+ * checks_start gave them. Call after checks_start(st) succeeded, before checks_stop(old).
+ */
+void checks_carry(struct director_state *st, struct director_state *old);
 
 /* ---- sysctl.c ---- */
 

@@ -125,14 +125,21 @@ director_reload(struct director *d)
 {
 	struct mailplex_conf nc;
 	struct director_state ns;
+	struct member_relay *live[MEMBERS_MAX];
 	char err[DIRECTOR_ERR_MAX];
 
 	if (director_conf_load(d->conf_path, &nc, err, sizeof(err)) == -1) {
 		log_warnx("reload: %s; keeping the running configuration", err);
 		return;
 	}
-	if (state_init(&ns, &nc.director) == -1) {
+	/*
+	 * Joined relays stay joined across a reload, their services matched anew; one the new
+	 * config lists by name or address gives way to the listed one.
+	 */
+	(void)members_yield(&d->members, &nc.director);
+	if (state_init_joined(&ns, &nc.director, live, members_live(&d->members, live)) == -1) {
 		log_warnx("reload: out of memory; keeping the running configuration");
+		members_unyield(&d->members);
 		mailplex_conf_free(&nc);
 		return;
 	}
@@ -142,6 +149,7 @@ director_reload(struct director *d)
 	state_carry(&ns, &d->state);
 	if (checks_start(d, &ns, err, sizeof(err)) == -1) {
 		log_warnx("reload: %s; keeping the running configuration", err);
+		members_unyield(&d->members);
 		state_free(&ns);
 		mailplex_conf_free(&nc);
 		return;
@@ -152,8 +160,14 @@ director_reload(struct director *d)
 	if ((nc.director.vrrp.interface == NULL) != (d->conf.director.vrrp.interface == NULL) ||
 	    strcmp(nc.director.vrrp.fifo, d->conf.director.vrrp.fifo) != 0)
 		log_warnx("reload: the vrrp notify FIFO stays as it was until a restart");
+	if ((nc.director.cluster_listen == NULL) != (d->conf.director.cluster_listen == NULL) ||
+	    (nc.director.cluster_listen != NULL &&
+	     strcmp(nc.director.cluster_listen, d->conf.director.cluster_listen) != 0) ||
+	    strcmp(nc.director.cluster_key, d->conf.director.cluster_key) != 0)
+		log_warnx("reload: cluster_listen and cluster_key stay as they were until a restart");
 	checks_stop(&d->state);
 	state_free(&d->state);
+	members_reap(&d->members);
 	mailplex_conf_free(&d->conf);
 	d->conf = nc;
 	d->state = ns;
@@ -216,6 +230,8 @@ director_start(struct director *d, char *err, size_t errlen)
 		return -1;
 	if (vrrp_fifo_open(d, err, errlen) == -1)
 		return -1;
+	if (members_open(d, err, errlen) == -1)
+		return -1;
 	d->control = control_server_new(d->loop, d->conf.director.control, director_control_handle,
 	                                d, err, errlen);
 	if (d->control == NULL)
@@ -232,6 +248,7 @@ director_stop(struct director *d)
 	if (d->state.members != NULL)
 		checks_stop(&d->state);
 	state_free(&d->state);
+	members_close(d);
 	reconcile_kernel_free(d);
 	if (d->loop != NULL) {
 		ev_timer_stop(d->loop, &d->periodic);
@@ -257,6 +274,7 @@ main(int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	d.vrrp.fd = -1;
+	d.members.fd = -1;
 	d.conf_path = MAILPLEX_CONF_PATH;
 	d.proc_root = "/proc";
 	while ((ch = getopt_long(argc, argv, "df:n", longopts, NULL)) != -1) {

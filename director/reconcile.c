@@ -288,7 +288,9 @@ int
 reconcile_run(struct director *d)
 {
 	struct plan p;
-	int failed, rc = 0;
+	struct plan_kernel_service *grace = NULL;
+	size_t ngrace = 0;
+	int failed, rc = 0, hidden;
 
 	ev_timer_stop(d->loop, &d->soon);
 	if (ev_timer_start(d->loop, &d->periodic, d->conf.director.reconcile_ms, reconcile_periodic,
@@ -302,13 +304,20 @@ reconcile_run(struct director *d)
 	reconcile_sync(d);
 	state_build(&d->state, ev_now_ms(d->loop));
 	memset(&p, 0, sizeof(p));
-	if (plan_build(&p, d->state.want, d->state.nservices, d->kernel, d->nkernel, d->state.vips,
-	               d->state.nvips, ev_now_ms(d->loop)) == -1) {
+	/* After a restart, joined relays' entries wait for their owners to re-announce. */
+	if ((hidden = members_grace_filter(d, &grace, &ngrace)) > 0)
+		log_debug("reconcile: rejoin grace: %d unclaimed entries left as they are", hidden);
+	if (hidden == -1 ||
+	    plan_build(&p, d->state.want, d->state.nservices, hidden > 0 ? grace : d->kernel,
+	               hidden > 0 ? ngrace : d->nkernel, d->state.vips, d->state.nvips,
+	               ev_now_ms(d->loop)) == -1) {
+		members_grace_free(grace, ngrace);
 		plan_free(&p);
 		(void)str_copy(d->last_error, sizeof(d->last_error), "plan: out of memory");
 		log_warnx("reconcile: %s", d->last_error);
 		return -1;
 	}
+	members_grace_free(grace, ngrace);
 	d->last_ops = p.nops;
 	d->last_failed = 0;
 	d->last_error[0] = '\0';

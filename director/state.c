@@ -144,31 +144,65 @@ state_conf_check(const struct mailplex_conf_director *conf, char *err, size_t er
 	return 0;
 }
 
+/* A joined relay takes part in the services it named, where the VIP's family allows. */
+static int
+state_member_absent(const struct mailplex_conf_service *svc, const struct member_relay *j)
+{
+	struct ipvs_service is;
+	int named = 0;
+
+	if (j == NULL)
+		return 0;
+	for (size_t i = 0; i < j->nservices && !named; i++)
+		named = strcmp(j->services[i].name, svc->name) == 0;
+	state_service_ipvs(svc, &is);
+	return !named || (svc->forwarding != MAILPLEX_FWD_TUN && j->relay.address.af != is.af);
+}
+
 int
 state_init(struct director_state *st, const struct mailplex_conf_director *conf)
 {
-	size_t n = conf->services.n * conf->relays.n;
+	return state_init_joined(st, conf, NULL, 0);
+}
+
+int
+state_init_joined(struct director_state *st, const struct mailplex_conf_director *conf,
+                  struct member_relay *const *joined, size_t njoined)
+{
+	size_t n = conf->services.n * (conf->relays.n + njoined);
 
 	memset(st, 0, sizeof(*st));
 	st->conf = conf;
 	st->nservices = conf->services.n;
-	st->nrelays = conf->relays.n;
+	st->nrelays = conf->relays.n + njoined;
 	/* calloc(0) may return NULL: allocate one element so NULL always means failure. */
 	if ((st->members = calloc(n + 1, sizeof(*st->members))) == NULL ||
 	    (st->want = calloc(st->nservices + 1, sizeof(*st->want))) == NULL ||
 	    (st->want_dests = calloc(n + 1, sizeof(*st->want_dests))) == NULL ||
 	    (st->vips = calloc(st->nservices + 1, sizeof(*st->vips))) == NULL ||
-	    (st->tls = calloc(st->nservices + 1, sizeof(*st->tls))) == NULL) {
+	    (st->tls = calloc(st->nservices + 1, sizeof(*st->tls))) == NULL ||
+	    (st->relays = calloc(st->nrelays + 1, sizeof(*st->relays))) == NULL ||
+	    (st->joined = calloc(st->nrelays + 1, sizeof(*st->joined))) == NULL) {
 		state_free(st);
 		errno = ENOMEM;
 		return -1;
+	}
+	for (size_t r = 0; r < st->nrelays; r++) {
+		if (r < conf->relays.n) {
+			st->relays[r] = conf_relay(conf, r);
+		} else {
+			st->joined[r] = joined[r - conf->relays.n];
+			st->relays[r] = &st->joined[r]->relay;
+		}
 	}
 	for (size_t s = 0; s < st->nservices; s++)
 		for (size_t r = 0; r < st->nrelays; r++) {
 			struct director_member *m = state_member(st, s, r);
 
 			m->svc = conf_service(conf, s);
-			m->relay = conf_relay(conf, r);
+			m->relay = st->relays[r];
+			m->joined = st->joined[r];
+			m->absent = state_member_absent(m->svc, m->joined);
 		}
 	return 0;
 }
@@ -181,6 +215,8 @@ state_free(struct director_state *st)
 	free(st->want_dests);
 	free(st->vips);
 	free(st->tls);
+	free(st->relays);
+	free(st->joined);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -203,7 +239,7 @@ int
 state_relay_index(const struct director_state *st, const char *name)
 {
 	for (size_t r = 0; r < st->nrelays; r++)
-		if (strcmp(conf_relay(st->conf, r)->name, name) == 0)
+		if (strcmp(st->relays[r]->name, name) == 0)
 			return (int)r;
 	return -1;
 }
@@ -308,7 +344,7 @@ state_build(struct director_state *st, uint64_t now_ms)
 
 		state_service_ipvs(conf_service(st->conf, s), &ps->svc);
 		ps->dests = &st->want_dests[s * st->nrelays];
-		ps->ndests = st->nrelays;
+		ps->ndests = 0;
 		if (!state_vip_known(st, &ps->svc)) {
 			st->vips[st->nvips].af = ps->svc.af;
 			st->vips[st->nvips].addr = ps->svc.addr;
@@ -316,11 +352,15 @@ state_build(struct director_state *st, uint64_t now_ms)
 		}
 		for (size_t r = 0; r < st->nrelays; r++) {
 			struct director_member *m = state_member(st, s, r);
-			struct plan_dest *pd = &ps->dests[r];
+			struct plan_dest *pd;
 
+			/* Not offered: a kernel entry for it is nobody's and drains as such. */
+			if (m->absent)
+				continue;
+			pd = &ps->dests[ps->ndests++];
 			memset(pd, 0, sizeof(*pd));
 			state_dest_ipvs(m->svc, m->relay, &pd->dest);
-			if (m->healthy && !m->drained) {
+			if (state_member_wanted(m)) {
 				m->draining = 0;
 				pd->want = PLAN_WANT_ACTIVE;
 				continue;
@@ -337,14 +377,22 @@ state_build(struct director_state *st, uint64_t now_ms)
 	}
 }
 
+int
+state_member_wanted(const struct director_member *m)
+{
+	return !m->absent && m->healthy && !m->drained && (m->joined == NULL || !m->joined->leaving);
+}
+
 const char *
 state_member_label(const struct director_member *m)
 {
-	int want_active = m->healthy && !m->drained;
+	int want_active = state_member_wanted(m);
 
 	if (want_active)
 		return m->in_kernel ? "active" : "adding";
 	if (m->in_kernel)
 		return "draining";
+	if (m->joined != NULL && m->joined->leaving)
+		return "left";
 	return m->drained ? "drained" : "down";
 }

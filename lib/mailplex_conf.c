@@ -266,6 +266,35 @@ static const struct conf_key mailplex_director_keys[] = {
      .sub = mailplex_relay_keys,
      .elem_size = sizeof(struct mailplex_conf_relay),
      .max = 1024},
+    {.name = "cluster_listen",
+     .type = CONF_T_STRING,
+     .offset = offsetof(struct mailplex_conf_director, cluster_listen),
+     .min = 1,
+     .max = SOCK_ADDR_STRLEN - 1},
+    {.name = "cluster_key",
+     .type = CONF_T_STRING,
+     .offset = offsetof(struct mailplex_conf_director, cluster_key),
+     .def = MAILPLEX_SYSCONFDIR "/cluster.key",
+     .min = 1,
+     .max = 1024},
+    {.name = "cluster_window",
+     .type = CONF_T_DURATION,
+     .offset = offsetof(struct mailplex_conf_director, cluster_window_ms),
+     .def = "30s",
+     .min = 1000,
+     .max = 600 * 1000},
+    {.name = "relay_dead_after",
+     .type = CONF_T_DURATION,
+     .offset = offsetof(struct mailplex_conf_director, relay_dead_after_ms),
+     .def = "10s",
+     .min = 100,
+     .max = 3600 * 1000},
+    {.name = "rejoin_grace",
+     .type = CONF_T_DURATION,
+     .offset = offsetof(struct mailplex_conf_director, rejoin_grace_ms),
+     .def = "20s",
+     .min = 0,
+     .max = 3600 * 1000},
     {.name = NULL},
 };
 
@@ -370,6 +399,30 @@ static const struct conf_key mailplex_smtpd_keys[] = {
     {.name = NULL},
 };
 
+#define AGENT_KEY(n, t, field)                                                                     \
+	.name = n, .type = t, .offset = offsetof(struct mailplex_conf_relay_agent, field)
+
+/* No key is required here: only mailplex-relay needs the section, and it says what lacks. */
+static const struct conf_key mailplex_relay_agent_keys[] = {
+    {AGENT_KEY("name", CONF_T_STRING, name), .min = 1, .max = 63},
+    {AGENT_KEY("address", CONF_T_IP, address)},
+    {AGENT_KEY("weight", CONF_T_INT, weight), .def = "100", .min = 1, .max = 65535},
+    {AGENT_KEY("directors", CONF_T_STRLIST, directors), .max = 16},
+    {AGENT_KEY("heartbeat", CONF_T_DURATION, heartbeat_ms), .def = "3s", .min = 100,
+     .max = 600 * 1000},
+    {AGENT_KEY("key", CONF_T_STRING, key), .def = MAILPLEX_SYSCONFDIR "/cluster.key", .min = 1,
+     .max = 1024},
+    {AGENT_KEY("services", CONF_T_STRLIST, services), .max = 16},
+    {AGENT_KEY("smtpd_control", CONF_T_STRING, smtpd_control), .min = 1, .max = 107},
+    {AGENT_KEY("proxy_control", CONF_T_STRING, proxy_control), .min = 1, .max = 107},
+    {AGENT_KEY("spool", CONF_T_STRING, spool), .min = 1, .max = 1024},
+    {AGENT_KEY("spool_min_free", CONF_T_SIZE, spool_min_free), .def = "100M"},
+    {AGENT_KEY("dr_vips", CONF_T_STRLIST, dr_vips), .max = 64},
+    {AGENT_KEY("stop_timeout", CONF_T_DURATION, stop_timeout_ms), .def = "15m", .min = 0,
+     .max = 7 * 86400 * 1000ULL},
+    {.name = NULL},
+};
+
 static const struct conf_key mailplex_keys[] = {
     {.name = "log_level",
      .type = CONF_T_ENUM,
@@ -398,6 +451,10 @@ static const struct conf_key mailplex_keys[] = {
      .type = CONF_T_GROUP,
      .offset = offsetof(struct mailplex_conf, smtpd),
      .sub = mailplex_smtpd_keys},
+    {.name = "relay",
+     .type = CONF_T_GROUP,
+     .offset = offsetof(struct mailplex_conf, relay),
+     .sub = mailplex_relay_agent_keys},
     {.name = NULL},
 };
 

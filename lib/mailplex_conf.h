@@ -94,6 +94,12 @@ struct mailplex_conf_director {
 	uint64_t ipvs_tcpfin_timeout_ms;
 	struct conf_list services; /* struct mailplex_conf_service */
 	struct conf_list relays;   /* struct mailplex_conf_relay */
+	/* Membership: relays that join with mailplex-relay (lib/cluster_msg.h). */
+	char *cluster_listen;        /* UDP "host:port" for JOIN/HEARTBEAT/LEAVE; NULL: none */
+	char *cluster_key;           /* hex key file, owner-only */
+	uint64_t cluster_window_ms;  /* accepted clock difference, and the replay memory */
+	uint64_t relay_dead_after_ms; /* no heartbeat for this long: drain the joined relay */
+	uint64_t rejoin_grace_ms;    /* after a start, unclaimed kernel entries stay this long */
 };
 
 /* How the proxy tells a back end the client's address; same order as the names. */
@@ -168,6 +174,23 @@ struct mailplex_conf_smtpd {
 	char *backend_ca_file;           /* NULL: the system's trust store */
 };
 
+/* mailplex-relay: the node agent that joins this relay to the directors' pool. */
+struct mailplex_conf_relay_agent {
+	char *name;                 /* the node's name in the pool; NULL: the host name */
+	struct conf_ip address;     /* where the directors send traffic and checks */
+	int64_t weight;
+	struct conf_strlist directors; /* "host:port" of every director's cluster_listen */
+	uint64_t heartbeat_ms;
+	char *key;                     /* the cluster key file, as the directors' */
+	struct conf_strlist services;  /* "name" or "name:port", as the directors name them */
+	char *smtpd_control;           /* NULL: readiness does not ask mailplex-smtpd */
+	char *proxy_control;           /* NULL: readiness does not ask mailplex-proxy */
+	char *spool;                   /* NULL: no free-space test */
+	uint64_t spool_min_free;       /* bytes */
+	struct conf_strlist dr_vips;   /* put on lo as /32 (/128) with the ARP sysctls for DR */
+	uint64_t stop_timeout_ms;      /* at stop, wait this long at most for the drain to end */
+};
+
 struct mailplex_conf {
 	int log_level; /* enum log_level */
 	char *user;    /* unprivileged user daemons drop to */
@@ -175,6 +198,7 @@ struct mailplex_conf {
 	struct mailplex_conf_director director;
 	struct mailplex_conf_proxy proxy;
 	struct mailplex_conf_smtpd smtpd;
+	struct mailplex_conf_relay_agent relay;
 };
 
 extern const struct conf_schema mailplex_conf_schema;

@@ -110,6 +110,7 @@ fx_setup(void **state)
 	assert_non_null(d->loop = ev_loop_new());
 	ev_timer_init(&d->soon);
 	ev_timer_init(&d->periodic);
+	d->members.fd = -1;
 	if (mailplex_conf_load_string(conf_text, "t.conf", &d->conf, err, sizeof(err)) == -1)
 		fail_msg("%s", err);
 	assert_int_equal(state_init(&d->state, &d->conf.director), 0);

@@ -1,0 +1,97 @@
+/*
+ * mailplex-relay, the node agent: its one context struct and the faces of its files:
+ * agent_main.c (arguments, signals, the loop, the conversation with every director),
+ * agent_ready.c (readiness: local daemons, spool, map version), agent_dr.c (the VIP on
+ * lo and the ARP sysctls for direct routing, undone at stop). Nothing outside relay/agent*.
+ */
+#ifndef MAILPLEX_RELAY_AGENT_H
+#define MAILPLEX_RELAY_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "cluster_msg.h"
+#include "event.h"
+#include "mailplex_conf.h"
+#include "sock.h"
+
+#define AGENT_DIRECTORS_MAX    16
+#define AGENT_DR_VIPS_MAX      64
+#define AGENT_READY_TIMEOUT_MS 500 /* per control socket asked */
+
+/* What the agent believes one director thinks of it. */
+enum agent_peer_state {
+	AGENT_PEER_JOINING, /* JOIN sent, no OK yet: JOIN again at each beat */
+	AGENT_PEER_JOINED,  /* heartbeats */
+	AGENT_PEER_REFUSED, /* the director refused the JOIN: retried at each beat, logged once */
+};
+
+/* At stop: what one director said to our LEAVE. */
+enum agent_leave_state {
+	AGENT_LEAVE_UNANSWERED,
+	AGENT_LEAVE_DRAINING, /* it still sends us connections: keep the VIP */
+	AGENT_LEAVE_DONE,     /* out of its IPVS, or given up on */
+};
+
+struct agent_peer {
+	char str[SOCK_ADDR_STRLEN]; /* as configured */
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd; /* UDP, connected: only this director's datagrams arrive on it */
+	enum agent_peer_state state;
+	uint8_t last_nonce[CLUSTER_NONCE_BYTES];
+	enum cluster_msg_type last_type;
+	enum agent_leave_state leave; /* at stop */
+	uint64_t map_version;         /* the newest the director offers (item 5 fetches it) */
+};
+
+struct agent_dr_vip {
+	struct conf_ip ip;
+	int added; /* ours to remove at stop; 0: it was there before us */
+};
+
+struct agent_dr_sysctl {
+	const char *path;
+	long want;
+	long old;
+	int changed; /* ours to restore at stop */
+};
+
+struct agent {
+	struct ev_loop *loop;
+	const char *conf_path;
+	struct mailplex_conf conf;
+	struct cluster_key key;
+	struct cluster_replay replay;
+	char name[CLUSTER_NAME_MAX];
+	struct agent_peer peers[AGENT_DIRECTORS_MAX];
+	size_t npeers;
+	struct ev_timer beat;
+	struct ev_timer leave_timer;
+	int stopping;
+	unsigned leave_tries;
+	uint64_t stop_ms; /* loop time of the stop signal */
+	uint8_t ready;    /* CLUSTER_READY_* of the last beat */
+	int probed;       /* readiness was probed once (the first verdict is logged either way) */
+	uint64_t spool_free;
+	uint64_t map_version;
+	struct agent_dr_vip vips[AGENT_DR_VIPS_MAX];
+	size_t nvips;
+	struct agent_dr_sysctl sysctls[2];
+	const char *proc_root; /* "/proc" */
+};
+
+/* ---- agent_ready.c ---- */
+
+/* Fills a->ready, a->spool_free and a->map_version; logs changes of readiness. */
+void agent_ready_probe(struct agent *a);
+
+/* ---- agent_dr.c ---- */
+
+/* Puts the VIPs on lo and sets arp_ignore/arp_announce. 0, or -1 with err (nothing left). */
+int agent_dr_setup(struct agent *a, char *err, size_t errlen);
+/* Undoes what setup did, and only that. */
+void agent_dr_undo(struct agent *a);
+
+#endif
