@@ -30,15 +30,10 @@ daemon_user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_t e
 }
 
 int
-daemon_drop_privileges(const char *user, char *err, size_t errlen)
+daemon_drop_to(uid_t uid, gid_t gid, const char *user, char *err, size_t errlen)
 {
-	uid_t uid;
-	gid_t gid;
-
 	if (geteuid() != 0)
 		return 1;
-	if (daemon_user_lookup(user, &uid, &gid, err, errlen) == -1)
-		return -1;
 	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1 ||
 	    setresuid(uid, uid, uid) == -1) {
 		err_set(err, errlen, "dropping privileges to %s: %s", user, strerror(errno));
@@ -49,6 +44,19 @@ daemon_drop_privileges(const char *user, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+int
+daemon_drop_privileges(const char *user, char *err, size_t errlen)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0)
+		return 1;
+	if (daemon_user_lookup(user, &uid, &gid, err, errlen) == -1)
+		return -1;
+	return daemon_drop_to(uid, gid, user, err, errlen);
 }
 
 int

@@ -17,6 +17,8 @@ int daemon_user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size
  * the caller may say so), -1 with err.
  */
 int daemon_drop_privileges(const char *user, char *err, size_t errlen);
+/* The same with ids looked up earlier (a forked worker of a master that checked them). */
+int daemon_drop_to(uid_t uid, gid_t gid, const char *user, char *err, size_t errlen);
 /* Soft RLIMIT_NOFILE up to the hard one. 0, or -1 with err. */
 int daemon_raise_nofile(char *err, size_t errlen);
 

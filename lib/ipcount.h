@@ -1,6 +1,6 @@
 /*
  * Connections per client address, for the per-address caps of the daemons that accept
- * clients (mailplex-smtpd; mailplex-proxy still has its own copy to move here). Counts
+ * clients (mailplex-smtpd, mailplex-proxy). Counts
  * only: it never closes or refuses anything itself. IPv4 and IPv6 by address, not port.
  */
 #ifndef MAILPLEX_IPCOUNT_H

@@ -15,6 +15,7 @@
 
 #include "event.h"
 #include "imap_cmd.h"
+#include "ipcount.h"
 #include "linebuf.h"
 #include "mailplex_conf.h"
 #include "map.h"
@@ -26,7 +27,6 @@
 #define PROXY_BE_LINE_MAX       65536 /* back-end greeting and login reply lines */
 #define PROXY_CLIENT_OUT_MAX    65536 /* pre-login replies queued before we stop reading */
 #define PROXY_FAIL_DELAY_MAX_MS 30000 /* ceiling of the doubled login-failure delay */
-#define PROXY_IP_BUCKETS        4096
 #define PROXY_DNS_TTL_MS        60000 /* a back end's resolved addresses are reused this long */
 #define PROXY_DNS_NEG_TTL_MS    5000  /* ... and a failed resolution */
 
@@ -50,12 +50,6 @@ struct proxy_be_health {
 	struct proxy_be_health *next;
 };
 
-/* Connections per client address (per worker). */
-struct proxy_ip_count {
-	struct sockaddr_storage addr; /* port zeroed */
-	unsigned n;
-	struct proxy_ip_count *next;
-};
 
 struct proxy_session;
 struct control_server;
@@ -79,7 +73,7 @@ struct proxy_ctx {
 	struct proxy_session *sessions; /* every live session (status, kick) */
 	struct proxy_be_health *health;
 	struct resolver *resolver; /* back-end host names; made at the first name */
-	struct proxy_ip_count *ips[PROXY_IP_BUCKETS];
+	struct ipcount ips;
 
 	/*
 	 * Reload (SIGHUP to the master): which configuration this worker runs, and whether a
@@ -215,8 +209,6 @@ void proxy_control_retire(struct proxy_ctx *ctx);
 void proxy_control_stop(struct proxy_ctx *ctx);
 
 /* proxy_listen.c */
-int proxy_ip_add(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
-void proxy_ip_del(struct proxy_ctx *ctx, const struct sockaddr_storage *ss);
 int proxy_listeners_start(struct proxy_ctx *ctx);
 void proxy_listeners_stop(struct proxy_ctx *ctx);
 void proxy_accept_resume(struct proxy_ctx *ctx);

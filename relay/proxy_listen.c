@@ -16,74 +16,6 @@
 
 #define ACCEPT_PAUSE_MS 1000 /* after EMFILE/ENFILE: let sessions end first */
 
-static void
-ip_key(const struct sockaddr_storage *ss, struct sockaddr_storage *key)
-{
-	memset(key, 0, sizeof(*key));
-	key->ss_family = ss->ss_family;
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)key)->sin_addr = ((const struct sockaddr_in *)ss)->sin_addr;
-	else if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)key)->sin6_addr =
-		    ((const struct sockaddr_in6 *)ss)->sin6_addr;
-}
-
-static unsigned
-ip_hash(const struct sockaddr_storage *key)
-{
-	const unsigned char *p = (const unsigned char *)key;
-	unsigned h = 2166136261u;
-	size_t i;
-
-	for (i = 0; i < sizeof(*key); i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h % PROXY_IP_BUCKETS;
-}
-
-/* 0 counted, -1 over the per-address cap (nothing counted). */
-int
-proxy_ip_add(struct proxy_ctx *ctx, const struct sockaddr_storage *ss)
-{
-	struct sockaddr_storage key;
-	struct proxy_ip_count *e;
-	unsigned h;
-
-	ip_key(ss, &key);
-	h = ip_hash(&key);
-	for (e = ctx->ips[h]; e != NULL; e = e->next)
-		if (memcmp(&e->addr, &key, sizeof(key)) == 0)
-			break;
-	if (e == NULL) {
-		if ((e = calloc(1, sizeof(*e))) == NULL)
-			return -1;
-		e->addr = key;
-		e->next = ctx->ips[h];
-		ctx->ips[h] = e;
-	}
-	if (e->n >= (unsigned)ctx->conf->proxy.max_connections_per_ip)
-		return -1;
-	e->n++;
-	return 0;
-}
-
-void
-proxy_ip_del(struct proxy_ctx *ctx, const struct sockaddr_storage *ss)
-{
-	struct sockaddr_storage key;
-	struct proxy_ip_count *e, **pp;
-
-	ip_key(ss, &key);
-	for (pp = &ctx->ips[ip_hash(&key)]; (e = *pp) != NULL; pp = &e->next) {
-		if (memcmp(&e->addr, &key, sizeof(key)) != 0)
-			continue;
-		if (--e->n == 0) {
-			*pp = e->next;
-			free(e);
-		}
-		return;
-	}
-}
-
 static void listener_accept(struct ev_loop *loop, int fd, int events, void *arg);
 
 static void
@@ -144,7 +76,8 @@ listener_accept(struct ev_loop *loop, int lfd, int events, void *arg)
 			}
 			return;
 		}
-		if (proxy_ip_add(ctx, &peer) == -1) {
+		if (ipcount_add(&ctx->ips, &peer,
+		                (unsigned)ctx->conf->proxy.max_connections_per_ip) == -1) {
 			if (sock_addr_format((struct sockaddr *)&peer, addr, sizeof(addr)) == -1)
 				addr[0] = '\0';
 			log_info("client=%s refused: max_connections_per_ip reached", addr);

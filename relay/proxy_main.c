@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 
 #include "control.h"
+#include "daemon.h"
 #include "log.h"
 #include "proxy.h"
 #include "tls.h"
@@ -155,7 +156,6 @@ gen_prepare(struct proxy_gen *g, const char *path, char *err, size_t errlen)
 {
 	const struct mailplex_conf_proxy *pc = &g->conf.proxy;
 	struct tls_client_opts copts;
-	struct passwd *pw;
 	struct map *map;
 	char e[CONF_ERR_MAX];
 	long ncpu;
@@ -194,15 +194,10 @@ gen_prepare(struct proxy_gen *g, const char *path, char *err, size_t errlen)
 		err_set(err, errlen, "%s: proxy: back-end TLS: %s", path, e);
 		return -1;
 	}
-	if (geteuid() == 0) {
-		errno = 0;
-		if ((pw = getpwnam(g->conf.user)) == NULL) {
-			err_set(err, errlen, "%s: user %s: %s", path, g->conf.user,
-			        errno != 0 ? strerror(errno) : "no such user");
-			return -1;
-		}
-		g->uid = pw->pw_uid;
-		g->gid = pw->pw_gid;
+	if (geteuid() == 0 &&
+	    daemon_user_lookup(g->conf.user, &g->uid, &g->gid, e, sizeof(e)) == -1) {
+		err_set(err, errlen, "%s: %s", path, e);
+		return -1;
 	}
 	/* Workers open it themselves; a map they cannot open would only make them die. */
 	if ((map = map_open(g->conf.map.db, e, sizeof(e))) == NULL) {
@@ -393,11 +388,10 @@ gen_describe_changes(const struct proxy_gen *old, const struct proxy_gen *g, cha
 static void
 worker_drop_privileges(const struct proxy_gen *g)
 {
-	if (geteuid() != 0)
-		return;
-	if (setgroups(1, &g->gid) == -1 || setresgid(g->gid, g->gid, g->gid) == -1 ||
-	    setresuid(g->uid, g->uid, g->uid) == -1)
-		fatal("dropping privileges to %s", g->conf.user);
+	char err[256];
+
+	if (daemon_drop_to(g->uid, g->gid, g->conf.user, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 }
 
 static void
@@ -502,6 +496,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 	}
 	ev_timer_stop(ctx->loop, &w.control_timer);
 	proxy_control_stop(ctx);
+	ipcount_free(&ctx->ips);
 	map_close(ctx->map);
 	ev_loop_free(ctx->loop);
 	_exit(0);
@@ -720,19 +715,6 @@ path_absolute(const char *path)
 	return abs;
 }
 
-static void
-raise_nofile(void)
-{
-	struct rlimit rl;
-
-	/* Each logged-in session holds two sockets and, with splice, two pipes. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("setrlimit NOFILE");
-	}
-}
-
 int
 main(int argc, char **argv)
 {
@@ -790,7 +772,9 @@ main(int argc, char **argv)
 	if ((abspath = path_absolute(path)) == NULL)
 		fatal("%s", path);
 	m.conf_path = abspath;
-	raise_nofile();
+	/* Each logged-in session holds two sockets and, with splice, two pipes. */
+	if (daemon_raise_nofile(err, sizeof(err)) == -1)
+		log_warnx("%s", err);
 	if (gen_bind(m.gen, NULL, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	signal(SIGPIPE, SIG_IGN);

@@ -737,7 +737,7 @@ session_free(struct proxy_session *s)
 		ctx->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	proxy_ip_del(ctx, &s->peer_ss);
+	ipcount_del(&ctx->ips, &s->peer_ss);
 	ctx->nsessions--;
 	free(s);
 	proxy_accept_resume(ctx);
@@ -888,7 +888,7 @@ proxy_session_new(struct proxy_ctx *ctx, int fd, const struct proxy_listener *l,
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warnx("accept on %s: out of memory", l->addr);
 		close(fd);
-		proxy_ip_del(ctx, peer);
+		ipcount_del(&ctx->ips, peer);
 		return;
 	}
 	s->ctx = ctx;
