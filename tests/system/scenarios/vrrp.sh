@@ -103,7 +103,8 @@ sys_check dira_master_in_status $? "$(tr '\n' '|' <"$S/status-dira.out" | head -
 ka_start dirb
 sys_wait_for 8000 "dirb BACKUP in its status" status_has dirb '^vrrp: instance mailplex_v4 BACKUP'
 sys_check dirb_backup_in_status $? "$(tr '\n' '|' <"$S/status-dirb.out" | head -c 400)"
-vip_on dira && ! vip_on dirb
+# keepalived writes the FIFO line and adds the address in separate steps: wait for both.
+sys_wait_for 5000 "VIP on dira only" eval 'vip_on dira && ! vip_on dirb'
 sys_check vip_on_master_only $?
 
 status_has dira '^sync: master daemon, syncid 1 on eth0' && status_has dira '^sync: backup daemon, syncid 2 on eth0' &&
