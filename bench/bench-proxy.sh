@@ -6,7 +6,8 @@
 # only when the run itself failed. Approach adapted from the team's anchor harness
 # (bench-anchors/setup-anchors.sh, run-anchors.sh); everything listens on 127.0.1.0/24.
 #
-#   bench/bench-proxy.sh [-b BINDIR]
+#   bench/bench-proxy.sh [-b BINDIR]      run everything, print the table
+#   bench/bench-proxy.sh -t RAWFILE       print the table of an earlier run's raw results
 # Environment (defaults): BENCH_WORK (/tmp/mailplex-bench-proxy), BENCH_REPEAT (3),
 # BENCH_LOGIN_CONC (50), BENCH_LOGIN_SECS (10), BENCH_LAT_SECS (5), BENCH_FETCH_CONC (4),
 # BENCH_FETCH_SECS (10), BENCH_IDLE_CONNS (2000), BENCH_USERS (1000), BENCH_TARGETS
@@ -14,13 +15,14 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$HERE/../build/bin
-while getopts b: opt; do
+RAW_ONLY=""
+while getopts b:t: opt; do
 	case $opt in
 	b) BIN=$OPTARG ;;
-	*) echo "usage: $0 [-b BINDIR]" >&2; exit 2 ;;
+	t) RAW_ONLY=$OPTARG ;;
+	*) echo "usage: $0 [-b BINDIR] | -t RAWFILE" >&2; exit 2 ;;
 	esac
 done
-BIN=$(cd "$BIN" && pwd) || exit 2
 WORK=${BENCH_WORK:-/tmp/mailplex-bench-proxy}
 REPEAT=${BENCH_REPEAT:-3}
 LOGIN_K=${BENCH_LOGIN_CONC:-50}
@@ -44,6 +46,103 @@ PIDDIR=$WORK/pids LOGDIR=$WORK/logs RESDIR=$WORK/results
 say() { echo "[bench-proxy] $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# ---------------------------------------------------------------- the table
+# print_table RAW: the medians of a raw file's RESULT lines (also: bench-proxy.sh -t RAW).
+print_table() {
+	local raw=$1 names reps
+	names=$(awk '/^RESULT / { for (i = 2; i <= NF; i++) if ($i ~ /^label=/) { l = substr($i, 7); if (!(l in s)) { s[l] = 1; o = o (o == "" ? "" : " ") l } } } END { print o }' "$raw")
+	reps=$(grep -c '^RESULT label=dovecot .*mode=fetch' "$raw")
+	{
+	echo "# bench-proxy $(basename "$raw" .txt | sed 's/^raw-//')"
+	echo
+	echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r)."
+	echo "Versions: Dovecot $(dovecot --version | cut -d' ' -f1), Perdition $(dpkg-query -W -f '${Version}' perdition 2>/dev/null), nginx $(dpkg-query -W -f '${Version}' nginx-common 2>/dev/null), mailplex $(git -C "$HERE/.." describe --always --dirty 2>/dev/null)."
+	echo "IMAP, no TLS on any target, plain-text LOGIN allowed everywhere; every proxy maps $NUSERS users to the same Dovecot."
+	echo "Medians of $reps interleaved runs (ratios: the median of each run against the same run of Dovecot alone): logins K=$LOGIN_K for ${LOGIN_T}s (connect, LOGIN, SELECT, LOGOUT), latency K=1 for ${LAT_T}s, FETCH of the 1 MiB message C=$FETCH_C for ${FETCH_T}s, idle M=$IDLE_M logged-in sessions (memory summed over the target's process tree)."
+	echo
+	}
+	awk -v names="$names" -v K="$LOGIN_K" -v M="$IDLE_M" -v FC="$FETCH_C" '
+function median_of(a, n,   i, j, t) {
+	if (!n) return ""
+	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+	return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function median(key,   n, i, a) {
+	n = cnt[key]
+	for (i = 1; i <= n; i++) a[i] = val[key, i] + 0
+	return median_of(a, n)
+}
+# Repetition i of a target against repetition i of Dovecot alone (the same minutes of a
+# shared machine), then the median of those: mode "r" ratio, "a" difference.
+function median_vs(t, key, mode,   n, i, a, d, m) {
+	n = cnt[t "|" key] < cnt["dovecot|" key] ? cnt[t "|" key] : cnt["dovecot|" key]
+	m = 0
+	for (i = 1; i <= n; i++) {
+		d = val["dovecot|" key, i] + 0
+		if (mode == "r" && d <= 0) continue
+		a[++m] = (mode == "r") ? (val[t "|" key, i] + 0) / d : val[t "|" key, i] - d
+	}
+	return median_of(a, m)
+}
+function add(key, v) { cnt[key]++; val[key, cnt[key]] = v }
+function fmt(v) {
+	if (v == "") return "-"
+	if (v >= 100 || v <= -100) return sprintf("%.0f", v)
+	if (v >= 10 || v <= -10) return sprintf("%.1f", v)
+	return sprintf("%.2f", v)
+}
+/^RESULT / {
+	delete f
+	for (i = 2; i <= NF; i++) { p = index($i, "="); f[substr($i, 1, p - 1)] = substr($i, p + 1) }
+	t = f["label"]
+	if (f["mode"] == "login") {
+		add(t "|login" f["conc"] "|rate", f["rate"]); add(t "|login" f["conc"] "|p50", f["p50_ms"])
+	} else if (f["mode"] == "fetch") {
+		add(t "|fetch", f["mbps"])
+	} else if (f["mode"] == "idle") {
+		add(t "|pssd", f["pss_delta_per_conn_kb"]); add(t "|rss", f["rss_per_conn_kb"])
+		add(t "|rssd", f["rss_delta_per_conn_kb"])
+		if (f["held"] + 0 < f["want"] + 0) bad[t] = bad[t] sprintf(" idle held %s/%s;", f["held"], f["want"])
+	}
+	errs[t] += f["err"]
+}
+# row TITLE KEY MODE GOAL: MODE "v" values, "r" ratio to dovecot, "a" added to dovecot.
+function row(title, key, mode, goalop, goal,   i, x, line, met) {
+	line = "| " title " |"
+	met = "-"
+	for (i = 1; i <= nt; i++) {
+		x = (mode == "v") ? median(T[i] "|" key) : median_vs(T[i], key, mode)
+		line = line " " fmt(x) " |"
+		if (T[i] == "mailplex" && goalop != "" && x != "")
+			met = ((goalop == ">=" && x >= goal) || (goalop == "<=" && x <= goal)) ? "yes" : "NO"
+	}
+	print line " " (goalop == "" ? "" : goalop " " goal) " | " (goalop == "" ? "" : met) " |"
+}
+END {
+	nt = split(names, T, " ")
+	h = "| metric |"; s = "|---|"
+	for (i = 1; i <= nt; i++) { h = h " " (T[i] == "dovecot" ? "Dovecot alone" : T[i]) " |"; s = s "---:|" }
+	print h " goal (mailplex) | met |"; print s "---|---|"
+	row("IMAP logins/s, " K " clients", "login" K "|rate", "v")
+	row("  ratio to Dovecot alone", "login" K "|rate", "r", ">=", 0.95)
+	row("login p50 ms, 1 client", "login1|p50", "v")
+	row("  ms added to Dovecot alone", "login1|p50", "a", "<=", 0.3)
+	row("FETCH 1 MiB MB/s, " FC " clients", "fetch", "v")
+	row("  ratio to Dovecot alone", "fetch", "r", ">=", 0.9)
+	row("idle: added PSS KB/session (" M ")", "pssd", "v", "<=", 4)
+	row("idle: added RSS KB/session", "rssd", "v")
+	row("idle: sum RSS KB/session", "rss", "v")
+	print ""
+	for (i = 1; i <= nt; i++) if (errs[T[i]] > 0 || bad[T[i]] != "")
+		printf "Problems %s: %d client errors;%s\n", T[i], errs[T[i]], bad[T[i]]
+}' "$raw"
+}
+
+if [ -n "$RAW_ONLY" ]; then
+	print_table "$RAW_ONLY"
+	exit
+fi
+BIN=$(cd "$BIN" && pwd) || exit 2
 for f in imap-bench mailplex-proxy mailplex-map; do
 	[ -x "$BIN/$f" ] || die "no $BIN/$f (make all noinst)"
 done
@@ -82,12 +181,15 @@ fi
 mkdir -p "$WORK" "$PIDDIR" "$LOGDIR" "$RESDIR" || exit 1
 chmod 755 "$WORK"
 pid_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-descendants() { # every descendant pid of $1
-	local c
-	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
-		echo "$c"
-		descendants "$c"
-	done
+descendants() { # every descendant pid of $1, from one snapshot (Dovecot may have thousands)
+	ps -e -o pid=,ppid= | awk -v root="$1" '
+		{ parent[$1] = $2 }
+		END {
+			for (p in parent) {
+				for (q = parent[p]; q > 1; q = (q in parent) ? parent[q] : 0)
+					if (q == root) { print p; break }
+			}
+		}'
 }
 stop_one() { # stop_one NAME: TERM the recorded root, wait 5 s, then KILL it and what it left
 	local f=$PIDDIR/$1.pid pid kids i k
@@ -420,80 +522,6 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 	done
 done
 
-# ---------------------------------------------------------------- the table
-{
-	echo "# bench-proxy $TS"
-	echo
-	echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r)."
-	echo "Versions: Dovecot $(dovecot --version | cut -d' ' -f1), Perdition $(dpkg-query -W -f '${Version}' perdition 2>/dev/null), nginx $(dpkg-query -W -f '${Version}' nginx-common 2>/dev/null), mailplex $(git -C "$HERE/.." describe --always --dirty 2>/dev/null)."
-	echo "IMAP, no TLS on any target, plain-text LOGIN allowed everywhere; every proxy maps $NUSERS users to the same Dovecot."
-	echo "Medians of $REPEAT interleaved runs: logins K=$LOGIN_K for ${LOGIN_T}s (connect, LOGIN, SELECT, LOGOUT), latency K=1 for ${LAT_T}s, FETCH of the 1 MiB message C=$FETCH_C for ${FETCH_T}s, idle M=$IDLE_M logged-in sessions (memory summed over the target's process tree)."
-	echo
-} >"$TABLE"
-awk -v names="${T_NAME[*]}" -v K="$LOGIN_K" -v M="$IDLE_M" -v FC="$FETCH_C" '
-function median(key,   n, i, j, t, a) {
-	n = cnt[key]
-	if (!n) return ""
-	for (i = 1; i <= n; i++) a[i] = val[key, i] + 0
-	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-	return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function add(key, v) { cnt[key]++; val[key, cnt[key]] = v }
-function fmt(v) {
-	if (v == "") return "-"
-	if (v >= 100 || v <= -100) return sprintf("%.0f", v)
-	if (v >= 10 || v <= -10) return sprintf("%.1f", v)
-	return sprintf("%.2f", v)
-}
-/^RESULT / {
-	delete f
-	for (i = 2; i <= NF; i++) { p = index($i, "="); f[substr($i, 1, p - 1)] = substr($i, p + 1) }
-	t = f["label"]
-	if (f["mode"] == "login") {
-		add(t "|login" f["conc"] "|rate", f["rate"]); add(t "|login" f["conc"] "|p50", f["p50_ms"])
-	} else if (f["mode"] == "fetch") {
-		add(t "|fetch", f["mbps"])
-	} else if (f["mode"] == "idle") {
-		add(t "|pssd", f["pss_delta_per_conn_kb"]); add(t "|rss", f["rss_per_conn_kb"])
-		add(t "|rssd", f["rss_delta_per_conn_kb"])
-		if (f["held"] + 0 < f["want"] + 0) bad[t] = bad[t] sprintf(" idle held %s/%s;", f["held"], f["want"])
-	}
-	errs[t] += f["err"]
-}
-# row TITLE KEY MODE GOAL: MODE "v" values, "r" ratio to dovecot, "a" added to dovecot.
-function row(title, key, mode, goalop, goal,   i, d, v, x, line, met) {
-	d = median("dovecot|" key)
-	line = "| " title " |"
-	met = "-"
-	for (i = 1; i <= nt; i++) {
-		v = median(T[i] "|" key)
-		if (mode == "v") x = v
-		else if (v == "" || d == "" || (mode == "r" && d <= 0)) x = ""
-		else if (mode == "r") x = v / d
-		else x = v - d
-		line = line " " fmt(x) " |"
-		if (T[i] == "mailplex" && goalop != "" && x != "")
-			met = ((goalop == ">=" && x >= goal) || (goalop == "<=" && x <= goal)) ? "yes" : "NO"
-	}
-	print line " " (goalop == "" ? "" : goalop " " goal) " | " (goalop == "" ? "" : met) " |"
-}
-END {
-	nt = split(names, T, " ")
-	h = "| metric |"; s = "|---|"
-	for (i = 1; i <= nt; i++) { h = h " " (T[i] == "dovecot" ? "Dovecot alone" : T[i]) " |"; s = s "---:|" }
-	print h " goal (mailplex) | met |"; print s "---|---|"
-	row("IMAP logins/s, " K " clients", "login" K "|rate", "v")
-	row("  ratio to Dovecot alone", "login" K "|rate", "r", ">=", 0.95)
-	row("login p50 ms, 1 client", "login1|p50", "v")
-	row("  ms added to Dovecot alone", "login1|p50", "a", "<=", 0.3)
-	row("FETCH 1 MiB MB/s, " FC " clients", "fetch", "v")
-	row("  ratio to Dovecot alone", "fetch", "r", ">=", 0.9)
-	row("idle: added PSS KB/session (" M ")", "pssd", "v", "<=", 4)
-	row("idle: added RSS KB/session", "rssd", "v")
-	row("idle: sum RSS KB/session", "rss", "v")
-	print ""
-	for (i = 1; i <= nt; i++) if (errs[T[i]] > 0 || bad[T[i]] != "")
-		printf "Problems %s: %d client errors;%s\n", T[i], errs[T[i]], bad[T[i]]
-}' "$RAW" >>"$TABLE"
-cat "$TABLE"
+# ---------------------------------------------------------------- results
+print_table "$RAW" | tee "$TABLE"
 say "raw results: $RAW; table: $TABLE; logs: $LOGDIR"
