@@ -481,7 +481,7 @@ for i in "${!T_NAME[@]}"; do
 done
 
 # Waits (at most 45 s) until Dovecot has shed the mail processes an idle test left and
-# Perdition its per-session children, so that runs do not disturb each other.
+# Perdition its per-session children, so that runs do not disturb each other; then 1 s.
 settle() {
 	local i n dv pd
 	dv=$(cat "$PIDDIR/dovecot.pid")
@@ -507,18 +507,25 @@ run_ib() { # run_ib LABEL ARGS...: one RESULT line into RAW
 }
 
 # ---------------------------------------------------------------- the runs
-# Interleaved: repetition 1 of every target, then 2, ...: drift on a shared machine
-# spreads over all of them; the table shows medians.
+# Interleaved finely: within a repetition each measurement runs on every target back to
+# back (seconds apart, so a proxy and Dovecot alone see the same load of a shared machine),
+# and the order of the targets rotates from one repetition to the next.
+N=${#T_NAME[@]}
 for ((rep = 1; rep <= REPEAT; rep++)); do
-	for i in "${!T_NAME[@]}"; do
-		name=${T_NAME[$i]} hp=${T_ADDR[$i]}
-		say "rep $rep/$REPEAT: $name ($hp)"
-		settle
-		run_ib "$name" -H "$hp" -m login -c 1 -t "$LAT_T"
-		run_ib "$name" -H "$hp" -m login -c "$LOGIN_K" -t "$LOGIN_T"
-		run_ib "$name" -H "$hp" -m fetch -c "$FETCH_C" -t "$FETCH_T"
-		settle
-		run_ib "$name" -H "$hp" -m idle -c "$IDLE_M" -w 2 -S 120 -r "$(cat "$PIDDIR/$name.pid")"
+	for what in latency logins fetch idle; do
+		say "rep $rep/$REPEAT: $what"
+		for ((j = 0; j < N; j++)); do
+			i=$(((j + rep - 1) % N))
+			name=${T_NAME[$i]} hp=${T_ADDR[$i]}
+			settle
+			case $what in
+			latency) run_ib "$name" -H "$hp" -m login -c 1 -t "$LAT_T" ;;
+			logins) run_ib "$name" -H "$hp" -m login -c "$LOGIN_K" -t "$LOGIN_T" ;;
+			fetch) run_ib "$name" -H "$hp" -m fetch -c "$FETCH_C" -t "$FETCH_T" ;;
+			idle) run_ib "$name" -H "$hp" -m idle -c "$IDLE_M" -w 2 -S 120 \
+				-r "$(cat "$PIDDIR/$name.pid")" ;;
+			esac
+		done
 	done
 done
 
