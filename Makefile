@@ -7,6 +7,7 @@
 #   make install         DESTDIR=... PREFIX=... (default PREFIX=/usr/local)
 #   make bench-map       1,000,000-user map benchmark (not a test)
 #   make bench-director  IPVS programming and check CPU in user-mode Linux (not a test)
+#   make bench-proxy     mailplex-proxy vs Perdition, nginx mail, Dovecot alone (not a test)
 #   make record-ipvs-fixtures  re-record the kernel replies the unit tests decode
 #   make clean
 #
