@@ -145,7 +145,7 @@ FUZZ_O  := build/fuzz
 check: deps
 	$(MAKE) check-banned
 	$(MAKE) check-compilers
-	$(MAKE) O=$(CHECK_O) SAN=1 all unit-tests
+	$(MAKE) O=$(CHECK_O) SAN=1 all noinst unit-tests
 	$(MAKE) O=$(CHECK_O) SAN=1 check-unit
 	$(MAKE) O=$(CHECK_O) SAN=1 check-integration
 	$(MAKE) O=$(FUZZ_O) CC=clang FUZZ=1 fuzzers
@@ -164,7 +164,7 @@ check-banned:
 check-unit: unit-tests
 	@tests/run-unit.sh $(O)/tests $(UNIT_TESTS)
 
-check-integration: all
+check-integration: all noinst
 	@tests/run-integration.sh $(O)/bin
 
 check-fuzz: fuzzers
