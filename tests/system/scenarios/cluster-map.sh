@@ -1,0 +1,138 @@
+#!/bin/bash
+# cluster-map: map distribution. Proves: `mailplexctl map publish` compiles the director's
+# source and every joined relay's mailplex-relay fetches the new map.db (same version,
+# and a user the new source re-routes resolves to the new back end on each relay: proven
+# with mailplex-map lookup on each relay's DB, not through a proxy); an independent client
+# with the cluster key receives header + DB, one with another key gets nothing; a relay
+# that cannot install (its map folder read-only) lags past map_max_lag and is drained, and
+# once writable it catches up and returns to IPVS. Topology: tests/system/cluster.sh.
+. "$SYS_SRC/lib.sh"
+. "$SYS_SRC/cluster.sh"
+M=$SYS_BIN/mailplex-map
+MAX_LAG_MS=1500
+[ -x "$M" ] || { sys_check mailplex_map_built 1; sys_finish; exit 1; }
+
+mkdir -p "$S/dir" "$S/rs1" "$S/rs2"
+sed -i -e "s|map = { db = \"$S/none.db\"; };|map = { source = \"$S/map.source\"; db = \"$S/dir/map.db\"; };|" \
+	-e 's|cluster_listen = "10.81.0.1:7945";|cluster_listen = "10.81.0.1:7945"; map_listen = "10.81.0.1:7946";|' "$CONF"
+relay_conf rs1 relay1 10.81.0.21 100 "$KEY"
+relay_conf rs2 relay2 10.81.0.22 50 "$KEY"
+for r in rs1 rs2; do
+	sed -i -e "s|^map = {.*|map = { db = \"$S/$r/map.db\"; };|" \
+		-e "s|^relay = {|relay = { map_max_lag = \"${MAX_LAG_MS}ms\";|" "$S/$r.conf"
+done
+"$D" -n -f "$CONF" >/dev/null && "$A" -n -f "$S/rs1.conf" >/dev/null
+sys_check map_configs_valid $?
+
+source_with() {   # ALICE_BACKEND [EXTRA LINE]
+	cat >"$S/map.source.new" <<EOF2
+backend storeA lmtp=10.81.0.31:24 imap=10.81.0.31:143 tls=off
+backend storeB lmtp=10.81.0.32:24 imap=10.81.0.32:143 tls=off
+domain example.test
+user alice $1
+${2:-}
+rule a-z storeA
+EOF2
+	mv "$S/map.source.new" "$S/map.source"
+}
+routes() {   # NS_DIR BACKEND: alice resolves to BACKEND in that relay's map.db
+	"$M" lookup "$S/$1/map.db" alice@example.test 2>/dev/null | grep -q "^  deliver $2\$"
+}
+db_version() { "$M" lookup "$S/$1/map.db" x@example.test 2>/dev/null | sed -n 's/^map .* version //p'; }
+
+source_with storeA
+cluster_start_two
+sys_check two_relays_joined $? "$(ip netns exec dir ipvsadm -Ln | tr '\n' '|')"
+[ ! -e "$S/rs1/map.db" ] && "$CTL" -f "$CONF" director status | grep -q '^map: none published'
+sys_check nothing_published_at_first $?
+
+# ---- First publish: both relays install it.
+out=$("$CTL" -f "$CONF" map publish)
+sys_check publish_compiles_the_source $? "$out"
+v1=$(db_version dir)
+sys_wait_for 5000 "both relays on version $v1" eval '[ "$(db_version rs1)" = "$v1" ] && [ "$(db_version rs2)" = "$v1" ]'
+sys_check first_map_reaches_every_relay $? "director $v1, relay1 $(db_version rs1), relay2 $(db_version rs2)"
+
+# ---- A re-routed user: the change reaches every relay; timed from the publish command.
+source_with storeB
+t0=${EPOCHREALTIME/./}
+out=$("$CTL" -f "$CONF" map publish)
+rc=$?
+sys_wait_for 5000 "alice on storeB at both relays" eval 'routes rs1 storeB && routes rs2 storeB'
+rc2=$?
+t1=${EPOCHREALTIME/./}
+[ $rc = 0 ] && [ $rc2 = 0 ]
+sys_check rerouted_user_follows_on_every_relay $? "$out"
+echo "TIMING map_publish_to_all_relays_ms=$(((t1 - t0) / 1000))"
+v2=$(db_version dir)
+[ "$(db_version rs1)" = "$v2" ] && [ "$(db_version rs2)" = "$v2" ] && [ "$v2" != "$v1" ]
+sys_check relays_run_the_published_version $? "v1 $v1 v2 $v2"
+grep -q "map: version $v2 sent to relay relay1 (10.81.0.21:" "$S/director1.log" &&
+	grep -q "map: version $v2 from director 10.81.0.1:7945 installed in $S/rs2/map.db (.*SHA-256 checked)" "$S/agent-rs2.log"
+sys_check transfers_logged_both_sides $?
+sys_wait_for 2000 "status shows the relays on $v2" eval '"$CTL" -f "$CONF" director status | grep -q "^joined: relay2 .*map $v2)"'
+st=$("$CTL" -f "$CONF" director status)
+echo "$st" | grep -q "^map: version $v2 published, .* served on 10.81.0.1:7946, .* 0 joined relays behind" &&
+	echo "$st" | grep -q "^joined: relay1 .*map $v2)"
+sys_check status_shows_published_and_relay_versions $? "$(echo "$st" | grep -E '^(map|joined)' | tr '\n' '|')"
+
+# ---- The protocol from an independent client: the cluster key gets the DB, another none.
+cat >"$S/fetch.py" <<'EOF2'
+import hmac, hashlib, socket, struct, sys, time, os
+key = bytes.fromhex(open(sys.argv[1]).read().strip())
+b = b"MPXF" + bytes([1, 1]) + struct.pack(">Q", int(time.time() * 1000)) + os.urandom(16)
+b += struct.pack(">Q", 0) + b"checker".ljust(64, b"\0")
+b += hmac.new(key, b, hashlib.sha256).digest()
+s = socket.create_connection(("10.81.0.1", 7946), timeout=5)
+s.sendall(b)
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+if len(data) < 110:
+    print("bytes", len(data)); sys.exit(0)
+hdr, body = data[:110], data[110:]
+ok = hmac.compare_digest(hmac.new(key, hdr[:78], hashlib.sha256).digest(), hdr[78:])
+ver, length = struct.unpack(">QQ", hdr[30:46])
+print("bytes", len(data), "mac", ok, "version", ver, "length", length,
+      "sha", hashlib.sha256(body).digest() == hdr[46:78], "echo", hdr[14:30] == b[14:30])
+EOF2
+out=$(ip netns exec client "$PY" "$S/fetch.py" "$KEY" 2>&1)
+echo "$out" | grep -q "mac True version $v2 length $(stat -c %s "$S/dir/map.db") sha True echo True"
+sys_check cluster_key_fetch_gets_the_db $? "$out"
+out=$(ip netns exec client "$PY" "$S/fetch.py" "$BADKEY" 2>&1)
+[ "$out" = "bytes 0" ] &&
+	sys_wait_for 2000 "refusal logged" grep -q "map: transfer to 10.81.0.2:[0-9]*: bad MAC" "$S/director1.log"
+sys_check wrong_key_fetch_refused $? "$out"
+
+# ---- A relay that cannot install lags past map_max_lag: drained, then back once fixed.
+nsenter -t "$APID_rs2" -m -- mount --bind "$S/rs2" "$S/rs2" &&
+	nsenter -t "$APID_rs2" -m -- mount -o remount,bind,ro "$S/rs2"
+sys_check relay2_map_folder_read_only $?
+source_with storeA "user bob storeB"
+"$CTL" -f "$CONF" map publish >/dev/null
+v3=$(db_version dir)
+sys_wait_for 3000 "relay1 on $v3" eval '[ "$(db_version rs1)" = "$v3" ]'
+sys_check relay1_installs_v3 $?
+sys_wait_for 8000 "relay2 drained for lag" eval '"$CTL" -f "$CONF" director status | grep -q "^joined: relay2 .*leaving: not ready.*map $v2 behind)" && { absent "$R2" || weight_is "$R2" 0; }'
+sys_check lagging_relay_drained $? "$(dest_row "$R2") $("$CTL" -f "$CONF" director status | grep '^joined: relay2')"
+grep -q "readiness: not ready: map version $v2, the directors' $v3 for" "$S/agent-rs2.log" &&
+	grep -q "map: fetch of version $v3 from director 10.81.0.1:7945 failed" "$S/agent-rs2.log"
+sys_check lag_reason_logged $? "$(grep 'map:\|readiness' "$S/agent-rs2.log" | tail -n 3 | tr '\n' '|')"
+[ "$(db_version rs2)" = "$v2" ] && ! ls "$S"/rs2/map.db.fetch.* >/dev/null 2>&1
+sys_check lagging_relay_keeps_its_old_map $?
+t0=${EPOCHREALTIME/./}
+nsenter -t "$APID_rs2" -m -- umount "$S/rs2"
+sys_wait_for 10000 "relay2 back with $v3" eval '[ "$(db_version rs2)" = "$v3" ] && weight_is "$R2" 50'
+sys_check caught_up_relay_returns $? "$(dest_row "$R2") $(db_version rs2)"
+echo "TIMING lag_fixed_to_back_in_ipvs_ms=$(((${EPOCHREALTIME/./} - t0) / 1000))"
+"$M" lookup "$S/rs2/map.db" bob@example.test | grep -q '^  deliver storeB$'
+sys_check new_user_routed_on_caught_up_relay $?
+
+sys_log "director log (map):"
+grep 'map:' "$S/director1.log" | sed 's/^/  | /' | tail -n 12
+sys_log "relay2 agent log (map):"
+grep 'map:\|readiness' "$S/agent-rs2.log" | sed 's/^/  | /' | tail -n 10
+sys_finish
