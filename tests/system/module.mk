@@ -18,7 +18,7 @@ SYSTEM_TIMEOUT_S ?= 390
 system_saved_goal := $(.DEFAULT_GOAL)
 .PHONY: check-system record-ipvs-fixtures bench-director
 check-system: $(O)/bin/ipvs_client_test $(O)/bin/mailplex-director $(O)/bin/mailplexctl \
-              $(O)/bin/mailplex-relay $(O)/bin/mailplex-map
+              $(O)/bin/mailplex-relay $(O)/bin/mailplex-map $(O)/bin/mailplex-proxy
 	SYS_BUDGET=$(SYSTEM_BUDGET_S) SYS_TIMEOUT=$(SYSTEM_TIMEOUT_S) \
 	tests/system/uml-run.sh -b $(O)/bin -o $(O)/system $(SYSTEM_SCENARIOS)
 
