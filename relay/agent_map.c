@@ -1,8 +1,8 @@
 /*
  * The map the directors publish: when a heartbeat reply names a newer version than the
  * installed one, a child process fetches it from that director (lib/map_fetch.h), writes
- * it into a temp file beside map.db, checks length, SHA-256 and that it opens as a map of
- * that version, fsyncs it, renames it over map.db and fsyncs the directory. A child, not
+ * it into a temp file beside map.db (map.db.fetch.PID), checks length, SHA-256 and that it opens as
+ * a map of that version, fsyncs it, renames it over map.db and fsyncs the directory. A child, not
  * the loop: disk writes and fsync cannot be made non-blocking, and the heartbeats must go
  * on meanwhile (a silent relay is drained). A failure is retried with back-off.
  */
@@ -67,6 +67,13 @@ agent_map_lagging(struct agent *a, char *why, size_t whylen)
 	        (unsigned long long)(now - a->map_behind_since_ms),
 	        (unsigned long long)a->conf.relay.map_max_lag_ms);
 	return 1;
+}
+
+/* The fetch's temp file is named by the child's pid, so the parent can remove it too. */
+static int
+agent_map_temp_path(const struct agent *a, pid_t pid, char *buf, size_t len)
+{
+	return str_format(buf, len, "%s.fetch.%d", a->conf.map.db, (int)pid);
 }
 
 /* ---- the child ---- */
@@ -254,13 +261,14 @@ fetch_run(struct agent *a, struct agent_peer *p, uint64_t have)
 	int fd, tfd, dfd, rc = FETCH_FAILED;
 
 	(void)str_format(dirstr, sizeof(dirstr), "director %s", p->str);
-	if (str_format(tmp, sizeof(tmp), "%s.fetch.XXXXXX", a->conf.map.db) == -1 ||
+	if (agent_map_temp_path(a, getpid(), tmp, sizeof(tmp)) == -1 ||
 	    str_copy(dir, sizeof(dir), a->conf.map.db) == -1) {
 		log_warnx("map: %s: path too long", a->conf.map.db);
 		return FETCH_FAILED;
 	}
 	/* Before asking: a relay that cannot write costs the director no transfer. */
-	if ((tfd = mkostemp(tmp, O_CLOEXEC)) == -1) {
+	(void)unlink(tmp); /* a file of a dead process that had our pid */
+	if ((tfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) == -1) {
 		log_warn("map: cannot create a temp file beside %s", a->conf.map.db);
 		return FETCH_FAILED;
 	}
@@ -445,17 +453,21 @@ agent_map_start(struct agent *a, char *err, size_t errlen)
 void
 agent_map_stop(struct agent *a)
 {
+	char tmp[PATH_MAX];
 	int status;
 
 	if (a->loop != NULL)
 		ev_timer_stop(a->loop, &a->map_retry);
 	if (a->map_child == 0)
 		return;
-	/* The child removes nothing when killed: its temp file is left, named .fetch.XXXXXX. */
+	/* A killed child removes nothing: its temp file goes here, once it cannot write. */
 	if (kill(a->map_child, SIGTERM) == -1)
 		log_warn("map: kill %d", (int)a->map_child);
 	else if (waitpid(a->map_child, &status, 0) == -1)
 		log_warn("map: wait %d", (int)a->map_child);
+	else if (agent_map_temp_path(a, a->map_child, tmp, sizeof(tmp)) == 0 && unlink(tmp) == -1 &&
+	         errno != ENOENT)
+		log_warn("map: unlink %s", tmp);
 	log_info("map: fetch of version %llu abandoned at stop",
 	         (unsigned long long)a->map_child_want);
 	a->map_child = 0;
