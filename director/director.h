@@ -78,6 +78,8 @@ struct director_mapserve {
 	struct mapserve_conn *conns[MAPSERVE_CONN_MAX];
 	size_t nconns;
 	uint64_t served, refused;
+	uint64_t log_second; /* rate limit of refusal log lines */
+	unsigned log_count;
 };
 
 /* One relay in one service: what the director wants for it and what it last saw. */

@@ -28,6 +28,7 @@
 #define MAPSERVE_SEND_CHUNK      (1024 * 1024)
 #define MAPSERVE_SOURCE_MAX      (1024UL * 1024 * 1024)
 #define MAPSERVE_ACCEPTS_PER_RUN 16
+#define MAPSERVE_LOG_PER_SECOND  10
 
 enum mapserve_state { MAPSERVE_REQ, MAPSERVE_SEND };
 
@@ -49,14 +50,32 @@ struct mapserve_conn {
 
 static void mapserve_conn_io(struct ev_loop *loop, int fd, int events, void *arg);
 
+/* Refusals may come in floods (a misconfigured node, an attacker): a few lines a second. */
+static void
+mapserve_log_refusal(struct mapserve_conn *c, const char *why)
+{
+	struct director_mapserve *ms = &c->d->mapserve;
+	uint64_t sec = ev_now_ms(c->d->loop) / 1000;
+
+	if (sec != ms->log_second) {
+		if (ms->log_count > MAPSERVE_LOG_PER_SECOND)
+			log_warnx("map: %u more refused or failed transfers not logged",
+			          ms->log_count - MAPSERVE_LOG_PER_SECOND);
+		ms->log_second = sec;
+		ms->log_count = 0;
+	}
+	if (ms->log_count++ < MAPSERVE_LOG_PER_SECOND)
+		log_warnx("map: transfer to %s%s%s: %s", c->peer, c->name[0] ? " relay " : "",
+		          c->name, why);
+}
+
 static void
 mapserve_conn_free(struct mapserve_conn *c, const char *why)
 {
 	struct director_mapserve *ms = &c->d->mapserve;
 
 	if (why != NULL)
-		log_warnx("map: transfer to %s%s%s: %s", c->peer, c->name[0] ? " relay " : "",
-		          c->name, why);
+		mapserve_log_refusal(c, why);
 	ev_timer_stop(c->d->loop, &c->timer);
 	(void)ev_io_del(c->d->loop, c->fd);
 	(void)close(c->fd);
