@@ -148,6 +148,15 @@ echo "$st" | grep -q "^map: version $v2 published, .* served on 10.81.0.1:7946, 
 	echo "$st" | grep -q "^joined: relay1 .*map $v2)"
 sys_check status_shows_published_and_relay_versions $? "$(echo "$st" | grep -E '^(map|joined)' | tr '\n' '|')"
 
+# ---- A source with an error is refused with file:line; the published map stays.
+cp "$S/map.source" "$S/map.source.good"
+echo "user carol nowhere" >>"$S/map.source"
+out=$("$CTL" -f "$CONF" map publish 2>&1)
+rc=$?
+mv "$S/map.source.good" "$S/map.source"
+[ $rc = 1 ] && echo "$out" | grep -q "map.source:[0-9]*: " && [ "$(db_version dir)" = "$v2" ]
+sys_check bad_source_refused_published_map_stays $? "rc $rc: $out"
+
 # ---- The protocol from an independent client: the cluster key gets the DB, another none.
 cat >"$S/fetch.py" <<'EOF2'
 import hmac, hashlib, socket, struct, sys, time, os
