@@ -183,7 +183,7 @@ install: all
 	    else install -m 0644 $$f $(DESTDIR)$(SYSCONFDIR)/mailplex/; fi; done
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(MODULESLOADDIR)
 	@for u in $(UNITS); do \
-	    sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SPOOLDIR@|$(LOCALSTATEDIR)/spool/mailplex|g' systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+	    sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SPOOLDIR@|$(LOCALSTATEDIR)/spool/mailplex|g' -e 's|@STATEDIR@|$(LOCALSTATEDIR)/lib/mailplex|g' systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	install -m 0644 systemd/mailplex-director.modules-load \
 	    $(DESTDIR)$(MODULESLOADDIR)/mailplex-director.conf

@@ -1,5 +1,5 @@
 /*
- * The director's control commands (status, drain, undrain) on lib/control's socket, and
+ * The director's control commands (status, drain, undrain, map-publish) on lib/control's socket, and
  * the status tables operators read. Parsing is table-driven and has no side effect; a
  * command only changes the desired state and asks for a pass, never the kernel directly.
  */
@@ -28,6 +28,7 @@ static const struct director_cmd_def director_cmds[] = {
     {"drain", DIRECTOR_CMD_DRAIN, 1, 2, "drain RELAY [SERVICE]"},
     {"undrain", DIRECTOR_CMD_UNDRAIN, 1, 2, "undrain RELAY [SERVICE]"},
     {"health", DIRECTOR_CMD_HEALTH, 0, 0, "health"},
+    {"map-publish", DIRECTOR_CMD_MAP_PUBLISH, 0, 0, "map-publish"},
 };
 
 int
@@ -42,7 +43,7 @@ director_cmd_parse(const struct control_request *req, struct director_cmd *cmd, 
 		if (strcmp(req->argv[0], director_cmds[i].name) == 0)
 			def = &director_cmds[i];
 	if (def == NULL) {
-		(void)str_format(err, errlen, "unknown command '%.32s' (status, drain, undrain)",
+		(void)str_format(err, errlen, "unknown command '%.32s' (status, drain, undrain, map-publish)",
 		                 req->argv[0]);
 		return -1;
 	}
@@ -309,6 +310,7 @@ director_status(struct director *d, struct control_reply *r)
 			                     d->last_ops, d->last_failed);
 	}
 	status_cluster(d, r);
+	mapserve_status(d, r);
 	members_status(d, r);
 	for (size_t s = 0; s < d->state.nservices; s++) {
 		const struct mailplex_conf_service *svc = &svcs[s];
@@ -400,6 +402,10 @@ director_control_handle(const struct control_request *req, struct control_reply 
 	case DIRECTOR_CMD_DRAIN:
 	case DIRECTOR_CMD_UNDRAIN:
 		director_drain_cmd(d, &cmd, reply);
+		break;
+	case DIRECTOR_CMD_MAP_PUBLISH:
+		log_info("control: map publish");
+		(void)mapserve_publish(d, reply);
 		break;
 	case DIRECTOR_CMD_HEALTH:
 		if (!director_healthy(d))

@@ -62,6 +62,26 @@ struct director_membership {
 #define MEMBERS_TABLE_CHANGED 0x01 /* a relay was added: the state must be rebuilt */
 #define MEMBERS_STATE_CHANGED 0x02 /* a relay turned leaving or back: a reconcile pass */
 
+/* ---- the published map and its transfers to relays (mapserve.c) ---- */
+
+#define MAPSERVE_CONN_MAX 32 /* transfers at once; more connections are closed at once */
+
+struct mapserve_conn;
+
+struct director_mapserve {
+	int fd;   /* TCP listener on map_listen; -1: none */
+	int dbfd; /* the published map.db; -1: nothing published */
+	uint64_t version;
+	uint64_t size;
+	uint8_t sha256[32];
+	uint64_t published_ms; /* wall clock */
+	struct mapserve_conn *conns[MAPSERVE_CONN_MAX];
+	size_t nconns;
+	uint64_t served, refused;
+	uint64_t log_second; /* rate limit of refusal log lines */
+	unsigned log_count;
+};
+
 /* One relay in one service: what the director wants for it and what it last saw. */
 struct director_member {
 	struct director *d; /* for the check callback */
@@ -152,6 +172,7 @@ struct director {
 	size_t nsync;
 	char sync_error[IPVS_ERROR_MAX]; /* "" if the last check of them went through */
 	struct director_membership members;
+	struct director_mapserve mapserve;
 };
 
 /* ---- state.c ---- */
@@ -250,6 +271,17 @@ int members_grace_filter(const struct director *d, struct plan_kernel_service **
 void members_grace_free(struct plan_kernel_service *ks, size_t n);
 void members_status(struct director *d, struct control_reply *r);
 
+/* ---- mapserve.c ---- */
+
+/* Publishes an existing map.db and listens on map_listen (after members_open). 0, or -1. */
+int mapserve_open(struct director *d, char *err, size_t errlen);
+void mapserve_close(struct director *d);
+/* Compiles map.source into map.db and publishes it; the reply says what happened. */
+int mapserve_publish(struct director *d, struct control_reply *r);
+/* The version heartbeat replies offer: the published one when map_listen serves it, or 0. */
+uint64_t mapserve_offered(const struct director *d);
+void mapserve_status(struct director *d, struct control_reply *r);
+
 /* ---- checks.c ---- */
 
 /* One hc_check per member of st, initially up where the member is healthy. */
@@ -298,6 +330,7 @@ enum director_cmd_type {
 	DIRECTOR_CMD_DRAIN,
 	DIRECTOR_CMD_UNDRAIN,
 	DIRECTOR_CMD_HEALTH,
+	DIRECTOR_CMD_MAP_PUBLISH,
 };
 
 struct director_cmd {

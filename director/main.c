@@ -165,6 +165,10 @@ director_reload(struct director *d)
 	     strcmp(nc.director.cluster_listen, d->conf.director.cluster_listen) != 0) ||
 	    strcmp(nc.director.cluster_key, d->conf.director.cluster_key) != 0)
 		log_warnx("reload: cluster_listen and cluster_key stay as they were until a restart");
+	if ((nc.director.map_listen == NULL) != (d->conf.director.map_listen == NULL) ||
+	    (nc.director.map_listen != NULL &&
+	     strcmp(nc.director.map_listen, d->conf.director.map_listen) != 0))
+		log_warnx("reload: map_listen stays as it was until a restart");
 	checks_stop(&d->state);
 	state_free(&d->state);
 	members_reap(&d->members);
@@ -232,6 +236,8 @@ director_start(struct director *d, char *err, size_t errlen)
 		return -1;
 	if (members_open(d, err, errlen) == -1)
 		return -1;
+	if (mapserve_open(d, err, errlen) == -1)
+		return -1;
 	d->control = control_server_new(d->loop, d->conf.director.control, director_control_handle,
 	                                d, err, errlen);
 	if (d->control == NULL)
@@ -248,6 +254,7 @@ director_stop(struct director *d)
 	if (d->state.members != NULL)
 		checks_stop(&d->state);
 	state_free(&d->state);
+	mapserve_close(d);
 	members_close(d);
 	reconcile_kernel_free(d);
 	if (d->loop != NULL) {
@@ -275,6 +282,8 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.vrrp.fd = -1;
 	d.members.fd = -1;
+	d.mapserve.fd = -1;
+	d.mapserve.dbfd = -1;
 	d.conf_path = MAILPLEX_CONF_PATH;
 	d.proc_root = "/proc";
 	while ((ch = getopt_long(argc, argv, "df:n", longopts, NULL)) != -1) {

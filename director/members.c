@@ -408,8 +408,8 @@ members_reply(struct director *d, const struct cluster_msg *m, uint8_t code,
 	rep.code = code;
 	memcpy(rep.echo, m->nonce, sizeof(rep.echo));
 	(void)str_copy(rep.name, sizeof(rep.name), m->name);
-	/* The map a relay should run arrives with `mailplexctl map publish` (not yet): none. */
-	rep.map_version = 0;
+	/* The map a relay should run: mailplexctl map publish made it (mapserve.c). */
+	rep.map_version = mapserve_offered(d);
 	if (cluster_msg_stamp(&rep, cluster_now_ms()) == -1 ||
 	    (n = cluster_msg_encode(&d->members.key, &rep, buf, sizeof(buf))) == -1) {
 		log_warnx("cluster: cannot make a reply to %s", peerstr);
@@ -650,13 +650,15 @@ members_status(struct director *d, struct control_reply *r)
 		control_reply_printf(
 		    r,
 		    "joined: %s %s weight %lld services %s heartbeat %llu ms ago %s%s "
-		    "(smtpd %s, proxy %s, spool %s, %llu MiB free, map %llu)\n",
+		    "(smtpd %s, proxy %s, spool %s, %llu MiB free, map %llu%s)\n",
 		    m->name_buf, m->relay.address.str, (long long)m->relay.weight,
 		    svcs[0] != '\0' ? svcs : "-", (unsigned long long)(now - m->heard_ms),
 		    m->leaving ? "leaving: " : "ready", m->leaving ? m->why : "",
 		    (m->ready & CLUSTER_READY_SMTPD) ? "up" : "down",
 		    (m->ready & CLUSTER_READY_PROXY) ? "up" : "down",
 		    (m->ready & CLUSTER_READY_SPOOL) ? "ok" : "low",
-		    (unsigned long long)(m->spool_free >> 20), (unsigned long long)m->map_version);
+		    (unsigned long long)(m->spool_free >> 20), (unsigned long long)m->map_version,
+		    mapserve_offered(d) != 0 && m->map_version != mapserve_offered(d) ? " behind"
+		                                                                        : "");
 	}
 }

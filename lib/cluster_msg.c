@@ -422,6 +422,13 @@ replay_note(struct cluster_replay *r, const uint8_t *nonce, uint64_t expires_ms,
 }
 
 enum cluster_verdict
+cluster_replay_note(struct cluster_replay *r, const uint8_t *nonce, uint64_t expires_ms,
+                    uint64_t now_ms)
+{
+	return replay_note(r, nonce, expires_ms, now_ms);
+}
+
+enum cluster_verdict
 cluster_msg_open(const struct cluster_key *key, const uint8_t *buf, size_t len, uint64_t now_ms,
                  uint64_t window_ms, struct cluster_replay *replay, struct cluster_msg *m)
 {

@@ -121,6 +121,9 @@ enum cluster_verdict cluster_msg_open(const struct cluster_key *key, const uint8
 uint64_t cluster_now_ms(void);
 
 int cluster_replay_init(struct cluster_replay *r);
+/* Remembers an authentic message's nonce until expires_ms: OK, REPLAY or REPLAY_FULL. */
+enum cluster_verdict cluster_replay_note(struct cluster_replay *r, const uint8_t *nonce,
+                                         uint64_t expires_ms, uint64_t now_ms);
 void cluster_replay_free(struct cluster_replay *r);
 
 #endif

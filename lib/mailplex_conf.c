@@ -295,6 +295,11 @@ static const struct conf_key mailplex_director_keys[] = {
      .def = "20s",
      .min = 0,
      .max = 3600 * 1000},
+    {.name = "map_listen",
+     .type = CONF_T_STRING,
+     .offset = offsetof(struct mailplex_conf_director, map_listen),
+     .min = 1,
+     .max = SOCK_ADDR_STRLEN - 1},
     {.name = NULL},
 };
 
@@ -419,6 +424,9 @@ static const struct conf_key mailplex_relay_agent_keys[] = {
     {AGENT_KEY("spool_min_free", CONF_T_SIZE, spool_min_free), .def = "100M"},
     {AGENT_KEY("dr_vips", CONF_T_STRLIST, dr_vips), .max = 64},
     {AGENT_KEY("stop_timeout", CONF_T_DURATION, stop_timeout_ms), .def = "15m", .min = 0,
+     .max = 7 * 86400 * 1000ULL},
+    {AGENT_KEY("map_port", CONF_T_INT, map_port), .def = "7946", .min = 1, .max = 65535},
+    {AGENT_KEY("map_max_lag", CONF_T_DURATION, map_max_lag_ms), .def = "60s", .min = 0,
      .max = 7 * 86400 * 1000ULL},
     {.name = NULL},
 };

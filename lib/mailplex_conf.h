@@ -100,6 +100,7 @@ struct mailplex_conf_director {
 	uint64_t cluster_window_ms;  /* accepted clock difference, and the replay memory */
 	uint64_t relay_dead_after_ms; /* no heartbeat for this long: drain the joined relay */
 	uint64_t rejoin_grace_ms;    /* after a start, unclaimed kernel entries stay this long */
+	char *map_listen;            /* TCP "host:port" serving the published map; NULL: none */
 };
 
 /* How the proxy tells a back end the client's address; same order as the names. */
@@ -189,6 +190,8 @@ struct mailplex_conf_relay_agent {
 	uint64_t spool_min_free;       /* bytes */
 	struct conf_strlist dr_vips;   /* put on lo as /32 (/128) with the ARP sysctls for DR */
 	uint64_t stop_timeout_ms;      /* at stop, wait this long at most for the drain to end */
+	int64_t map_port;              /* each director's map_listen port */
+	uint64_t map_max_lag_ms;       /* behind the directors' map longer: report not ready */
 };
 
 struct mailplex_conf {

@@ -2,7 +2,8 @@
  * mailplex-relay, the node agent: its one context struct and the faces of its files:
  * agent_main.c (arguments, signals, the loop, the conversation with every director),
  * agent_ready.c (readiness: local daemons, spool, map version), agent_dr.c (the VIP on
- * lo and the ARP sysctls for direct routing, undone at stop). Nothing outside relay/agent*.
+ * lo and the ARP sysctls for direct routing, undone at stop), agent_map.c (fetching the
+ * map the directors publish, in a child process). Nothing outside relay/agent*.
  */
 #ifndef MAILPLEX_RELAY_AGENT_H
 #define MAILPLEX_RELAY_AGENT_H
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "cluster_msg.h"
 #include "event.h"
@@ -80,12 +82,38 @@ struct agent {
 	size_t nvips;
 	struct agent_dr_sysctl sysctls[2];
 	const char *proc_root; /* "/proc" */
+	/* The map the directors publish (agent_map.c). */
+	pid_t map_child;              /* the fetch under way, 0: none */
+	uint64_t map_child_want;      /* the version it fetches */
+	size_t map_child_peer;        /* from which director */
+	uint64_t map_child_start_ms;  /* loop time */
+	uint64_t map_behind_since_ms; /* loop time a director first offered a newer map; 0 */
+	uint64_t map_retry_ms;        /* the next back-off */
+	struct ev_timer map_retry;
 };
 
 /* ---- agent_ready.c ---- */
 
 /* Fills a->ready, a->spool_free and a->map_version; logs changes of readiness. */
 void agent_ready_probe(struct agent *a);
+
+/* ---- agent_map.c ---- */
+
+/* Watches the fetch child (SIGCHLD). 0, or -1 with err. */
+int agent_map_start(struct agent *a, char *err, size_t errlen);
+/* Ends a fetch under way (its temp file goes with it) and stops the retry timer. */
+void agent_map_stop(struct agent *a);
+/* After each reply: starts a fetch when a director offers a newer map than ours. */
+void agent_map_offered(struct agent *a);
+/* The installed map's version, 0 when there is none or it does not open. */
+uint64_t agent_map_installed(const struct agent *a);
+/* 1 when we have lagged behind the directors' map for longer than map_max_lag (why says). */
+int agent_map_lagging(struct agent *a, char *why, size_t whylen);
+
+/* ---- agent_main.c ---- */
+
+/* A beat now (readiness probe and a datagram to every director), then every interval. */
+void agent_beat_now(struct agent *a);
 
 /* ---- agent_dr.c ---- */
 

@@ -135,6 +135,12 @@ agent_beat(struct ev_loop *loop, void *arg)
 		log_warn("heartbeat timer");
 }
 
+void
+agent_beat_now(struct agent *a)
+{
+	agent_beat(a->loop, a);
+}
+
 static void
 agent_reply(struct agent *a, struct agent_peer *p, const struct cluster_msg *m)
 {
@@ -217,6 +223,8 @@ agent_read(struct ev_loop *loop, int fd, int events, void *arg)
 			continue;
 		}
 		agent_reply(a, p, &m);
+		if (!a->stopping)
+			agent_map_offered(a);
 	}
 }
 
@@ -283,6 +291,7 @@ agent_signal(struct ev_loop *loop, int signo, void *arg)
 		a->stop_ms = ev_now_ms(loop);
 		log_info("signal %d: asking every director to drain %s", signo, a->name);
 		ev_timer_stop(loop, &a->beat);
+		agent_map_stop(a);
 		agent_leave_step(loop, a);
 		break;
 	}
@@ -337,6 +346,8 @@ agent_start(struct agent *a, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (agent_map_start(a, err, errlen) == -1)
+		return -1;
 	if (agent_dr_setup(a, err, errlen) == -1)
 		return -1;
 	agent_beat(a->loop, a);
@@ -346,6 +357,7 @@ agent_start(struct agent *a, char *err, size_t errlen)
 static void
 agent_stop(struct agent *a)
 {
+	agent_map_stop(a);
 	agent_dr_undo(a);
 	for (size_t i = 0; i < a->npeers; i++)
 		if (a->peers[i].fd != -1) {

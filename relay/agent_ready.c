@@ -67,15 +67,17 @@ agent_ready_probe(struct agent *a)
 			        rc->spool, (unsigned long long)a->spool_free,
 			        (unsigned long long)rc->spool_min_free);
 	}
-	if ((ready & (CLUSTER_READY_SMTPD | CLUSTER_READY_PROXY | CLUSTER_READY_SPOOL)) ==
-	    (CLUSTER_READY_SMTPD | CLUSTER_READY_PROXY | CLUSTER_READY_SPOOL))
-		ready |= CLUSTER_READY_NODE;
 	/* No map yet is version 0: the directors see the node runs none. */
 	a->map_version = 0;
 	if ((map = map_open(a->conf.map.db, err, sizeof(err))) != NULL) {
 		a->map_version = map_version(map);
 		map_close(map);
 	}
+	/* Routing by an old map for too long: out of the pool until the fetch succeeds. */
+	if ((ready & (CLUSTER_READY_SMTPD | CLUSTER_READY_PROXY | CLUSTER_READY_SPOOL)) ==
+	        (CLUSTER_READY_SMTPD | CLUSTER_READY_PROXY | CLUSTER_READY_SPOOL) &&
+	    !agent_map_lagging(a, why, sizeof(why)))
+		ready |= CLUSTER_READY_NODE;
 	a->ready = ready;
 	if (!a->probed) {
 		a->probed = 1;

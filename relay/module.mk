@@ -20,6 +20,6 @@ mailplex-smtpd_SRCS = relay/smtpd_main.c $(SMTPD_SRCS) $(QUEUE_SRCS)
 MANPAGES += man/mailplex-smtpd.8
 # mailplex-relay: the node agent (joins the directors' pool, heartbeats, DR setup).
 PROGRAMS += mailplex-relay
-mailplex-relay_SRCS := relay/agent_main.c relay/agent_ready.c relay/agent_dr.c
+mailplex-relay_SRCS := relay/agent_main.c relay/agent_ready.c relay/agent_dr.c relay/agent_map.c
 mailplex-relay_LIBS := $(NL_LIBS)
 MANPAGES += man/mailplex-relay.8

@@ -11,6 +11,7 @@ SYS_FAILED=0
 SYS_CHECKS=0
 SYS_NETNS=()
 SYS_BRIDGES=()
+SYS_LINKS=()
 SYS_PIDS=()
 SYS_T0=${EPOCHREALTIME/./}
 
@@ -88,6 +89,7 @@ sys_host() {   # NS BRIDGE ADDR/PLEN [GW] [IFNAME]
 		echo "link set $peer up"
 	} >"$SYS_SCRATCH/host.batch"
 	ip -batch "$SYS_SCRATCH/host.batch" || return 1
+	SYS_LINKS+=("$peer")
 	{
 		echo "addr add $addr dev $ifn"
 		echo "link set $ifn up"
@@ -107,6 +109,9 @@ sys_finish() {
 	local p ns br
 	for p in "${SYS_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${SYS_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	# A namespace outlives `ip netns del` while the kernel still holds it (its cleanup runs
+	# later, slowly in UML): deleting our end of each veth frees the names at once.
+	for p in "${SYS_LINKS[@]}"; do ip link del "$p" 2>/dev/null; done
 	for ns in "${SYS_NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	for br in "${SYS_BRIDGES[@]}"; do ip link del "$br" 2>/dev/null; done
 	sys_log "$SYS_CHECKS checks, $SYS_FAILED failed"

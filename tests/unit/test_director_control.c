@@ -52,6 +52,9 @@ test_cmd_table_accepts_known_commands(void **state)
 	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), 0);
 	assert_int_equal(cmd.type, DIRECTOR_CMD_UNDRAIN);
 	assert_string_equal(cmd.service, "smtp");
+	parse("map-publish", &req);
+	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.type, DIRECTOR_CMD_MAP_PUBLISH);
 }
 
 static void
@@ -63,7 +66,10 @@ test_cmd_table_refuses_unknown_and_wrong_counts(void **state)
 
 	parse("flush", &req);
 	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), -1);
-	assert_string_equal(err, "unknown command 'flush' (status, drain, undrain)");
+	assert_string_equal(err, "unknown command 'flush' (status, drain, undrain, map-publish)");
+	parse("map-publish now", &req);
+	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), -1);
+	assert_string_equal(err, "usage: map-publish");
 	parse("drain", &req);
 	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), -1);
 	assert_string_equal(err, "usage: drain RELAY [SERVICE]");

@@ -35,6 +35,7 @@ static const struct ctl_command ctl_commands[] = {
     {"director", "health", 0, 0, "director health"},
     {"director", "drain", 1, 2, "director drain RELAY [SERVICE]"},
     {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
+    {"map", "publish", 0, 0, "map publish"},
     {"proxy", "status", 0, 0, "proxy status"},
     {"proxy", "kick", 1, 1, "proxy kick USER"},
     {"queue", "list", 0, 4, "queue list [backend NAME] [rcpt ADDRESS]"},
@@ -69,7 +70,8 @@ ctl_socket_path(const char *conf_path, const char *daemon, char *path, size_t le
 		fprintf(stderr, "mailplexctl: %s\n", err);
 		return -1;
 	}
-	if (strcmp(daemon, "director") == 0)
+	/* The map is published by the director that holds its source. */
+	if (strcmp(daemon, "director") == 0 || strcmp(daemon, "map") == 0)
 		r = str_copy(path, len, conf.director.control);
 	else if (strcmp(daemon, "proxy") == 0)
 		r = str_copy(path, len, conf.proxy.control);
@@ -213,7 +215,8 @@ main(int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	}
 	/* The request is words separated by one blank: a word with a blank cannot be sent. */
-	if (str_copy(line, sizeof(line), cmd->name) == -1)
+	if (str_format(line, sizeof(line), "%s%s", strcmp(cmd->daemon, "map") == 0 ? "map-" : "",
+	               cmd->name) == -1)
 		ctl_usage("request too long");
 	for (int i = 2; i < argc; i++) {
 		size_t l = strlen(line);
