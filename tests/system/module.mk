@@ -11,9 +11,10 @@ director_bench_LIBS := $(NL_LIBS)
 
 SYSTEM_SCENARIOS ?= ipvs-client director director-dr vrrp cluster-join cluster-leave cluster-full
 # One boot runs them all: the in-guest watchdog and the host bound grow with the list.
-SYSTEM_BUDGET_S ?= 300
-SYSTEM_TIMEOUT_S ?= 330
-# One scenario's bound; cluster-full (the whole cluster) runs ~100 s.
+SYSTEM_BUDGET_S ?= 420
+SYSTEM_TIMEOUT_S ?= 450
+# One scenario's bound: cluster-full (the whole cluster) took 95-131 s of the 257 s total
+# measured on 2 shared cores (2026-11-29).
 SYSTEM_SCENARIO_TIMEOUT_S ?= 180
 
 # A rule here must not become make's default goal (this file is read before `all`).

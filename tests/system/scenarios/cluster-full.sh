@@ -256,21 +256,31 @@ daemons_start() {   # NS
 	ip netns exec "$1" "$PROXY" -d -f "$S/$1/conf" >>"$S/proxy-$1.log" 2>&1 &
 	SYS_PIDS+=($!)
 }
-ipvs_rows() {   # DIRECTOR VIPPORT: "ADDR WEIGHT" per destination
-	ip netns exec "$1" ipvsadm -Ln -t "$VIPA:$2" 2>/dev/null | awk '$1 == "->" && $2 ~ /^10/ { print $2, $4 }'
+# One ipvsadm per look (every fork costs in UML): TAB holds "VIP DEST WEIGHT" lines.
+ipvs_load() {   # DIRECTOR
+	TAB=$'\n'$(ip netns exec "$1" ipvsadm -Ln 2>/dev/null |
+		awk '$1 == "TCP" { s = $2 } $1 == "->" && $2 ~ /^10/ { print s, $2, $4 }')$'\n'
+}
+ipvs_rows() {   # DIRECTOR VIPPORT: "DEST WEIGHT" per destination
+	ipvs_load "$1"
+	echo "$TAB" | awk -v v="$VIPA:$2" '$1 == v { print $2, $3 }'
 }
 weight() {   # DIRECTOR ADDR VIPPORT
 	ipvs_rows "$1" "$3" | awk -v d="$2:$3" '$1 == d { print $2 }'
 }
 all_in() {   # DIRECTOR WEIGHT ADDR...: every ADDR in both services with WEIGHT
-	local d=$1 w=$2 a
+	local w=$2 a
+	ipvs_load "$1"
 	shift 2
 	for a; do
-		[ "$(weight "$d" "$a" 25)" = "$w" ] && [ "$(weight "$d" "$a" 143)" = "$w" ] || return 1
+		[[ $TAB == *$'\n'"$VIPA:25 $a:25 $w"$'\n'* && $TAB == *$'\n'"$VIPA:143 $a:143 $w"$'\n'* ]] || return 1
 	done
 }
-absent() {   # DIRECTOR ADDR: in neither service
-	[ -z "$(weight "$1" "$2" 25)$(weight "$1" "$2" 143)" ]
+absent() {   # DIRECTOR ADDR...: none of them in either service
+	local a
+	ipvs_load "$1"
+	shift
+	for a; do [[ $TAB != *" $a:"* ]] || return 1; done
 }
 
 # Agents first: they put the VIP on lo (the daemons bind it) and join, not ready yet.
@@ -285,7 +295,7 @@ joined_not_ready() {
 sys_wait_for 5000 "three relays join dira not ready" joined_not_ready
 sys_check relays_join_not_ready $? "$(grep -c 'join of relay' "$S/director-dira.log") joins logged"
 sys_snooze 1
-absent dira $NET.21 && absent dira $NET.22 && absent dira $NET.23 && absent dirb $NET.21
+absent dira $NET.21 $NET.22 $NET.23 && absent dirb $NET.21 $NET.22 $NET.23
 sys_check no_traffic_before_daemons_answer $? "$(ipvs_rows dira 143 | tr '\n' ' ')"
 for r in relay1 relay2 relay3; do daemons_start $r; done
 sys_wait_for 10000 "relays ready in both directors' IPVS" eval 'all_in dira 100 $NET.21 $NET.22 $NET.23 &&
@@ -502,12 +512,12 @@ EOF
 ip netns exec client "$PY" "$S/sender.py" $VIPA 50 fo "$S/sent-fo" $ALLUSERS &
 SPID=$!
 SYS_PIDS+=($SPID)
-sys_wait_for 10000 "sender under way" eval '[ "$(grep -c ^acked "$S/sent-fo")" -ge 8 ]'
 mkfifo "$S/probe.ctl"
 ip netns exec client "$PY" "$S/probe.py" $VIPA "$S/probe.ctl" >"$S/probe.out" 2>&1 &
 PRPID=$!
 SYS_PIDS+=($PRPID)
 sys_wait_for 5000 "probe armed" grep -qx armed "$S/probe.out"
+sys_wait_for 10000 "sender under way" eval '[ "$(grep -c ^acked "$S/sent-fo")" -ge 3 ]'
 # The master dies: its link goes down, then keepalived and the director are killed.
 t0=${EPOCHREALTIME/./}
 ip -n dira link set eth0 down
