@@ -11,11 +11,12 @@ director_bench_LIBS := $(NL_LIBS)
 
 SYSTEM_SCENARIOS ?= ipvs-client director director-dr vrrp cluster-join cluster-leave cluster-full
 # One boot runs them all: the in-guest watchdog and the host bound grow with the list.
-SYSTEM_BUDGET_S ?= 420
-SYSTEM_TIMEOUT_S ?= 450
-# One scenario's bound: cluster-full (the whole cluster) took 95-131 s of the 257 s total
-# measured on 2 shared cores (2026-11-29).
-SYSTEM_SCENARIO_TIMEOUT_S ?= 180
+SYSTEM_BUDGET_S ?= 540
+SYSTEM_TIMEOUT_S ?= 570
+# One scenario's bound. cluster-full (the whole cluster) took 95 s alone on 2 cores, 131-137 s
+# of a 257-264 s boot at load 4, and 180 s at load 16 (other UMLs sharing the cores): bounds
+# for a hang, not for speed (2026-11-29).
+SYSTEM_SCENARIO_TIMEOUT_S ?= 300
 
 # A rule here must not become make's default goal (this file is read before `all`).
 system_saved_goal := $(.DEFAULT_GOAL)

@@ -568,12 +568,13 @@ wait "$SPID" 2>/dev/null
 SENT="$S/sent-pre $S/sent-fo $S/sent-fb"
 sys_wait_for 15000 "every acknowledged message at the back ends" all_delivered $SENT
 sys_check no_acknowledged_message_lost $? "missing: $(missing_ids $SENT | tr '\n' ' ' | head -c 300)"
+delivered >"$S/delivered"
 nacked=$(acked_ids $SENT | wc -l)
-nids=$(delivered | awk '{ print $3 }' | sort -u | wc -l)
-ncopies=$(delivered | wc -l)
+nids=$(awk '{ print $3 }' "$S/delivered" | sort -u | wc -l)
+ncopies=$(wc -l <"$S/delivered")
 [ "$nacked" = 86 ] && [ "$nids" = "$nacked" ]
 sys_check delivered_ids_equal_acknowledged $? "acked=$nacked distinct-delivered=$nids copies=$ncopies"
-[ -z "$(delivered | awk '($1 == "be1") != ($2 ~ /^a/)')" ]
+[ -z "$(awk '($1 == "be1") != ($2 ~ /^a/)' "$S/delivered")" ]
 sys_check every_message_on_its_users_backend $?
 echo "TIMING smtp_acked=$nacked"
 echo "TIMING smtp_duplicates=$((ncopies - nids))"
