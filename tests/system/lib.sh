@@ -83,6 +83,9 @@ sys_host() {   # NS BRIDGE ADDR/PLEN [GW] [IFNAME]
 		return 1
 	fi
 	sys_netns "$ns" || return 1
+	# An earlier scenario's namespace may still be dismantled by the kernel (slow in UML on
+	# a loaded host) with this veth pair in it: remove it rather than fail on "File exists".
+	[ -e "/sys/class/net/$peer" ] && ip link del "$peer"
 	{
 		echo "link add $peer type veth peer name $ifn netns $ns"
 		echo "link set $peer master $br"
