@@ -109,7 +109,9 @@ fsync_dir(const char *dir)
 
 /*
  * queue/QID goes first and durably: if a crash left the state log without the message,
- * nothing is lost; the other way round, the message would be delivered again.
+ * nothing is lost; the other way round, the message would be delivered again. The fsync
+ * of queue/ is shared by every removal of one loop iteration (queue_removals_sync, before
+ * the loop sleeps): with many deliveries finishing together one fsync covers them all.
  */
 static void
 msg_remove_files(struct queue_ctx *ctx, struct queue_msg *m)
@@ -119,11 +121,33 @@ msg_remove_files(struct queue_ctx *ctx, struct queue_msg *m)
 	if (str_format(path, sizeof(path), "%s/%s", ctx->queue_dir, m->qid) == 0 &&
 	    unlink(path) == -1 && errno != ENOENT)
 		log_warn("%s: unlink %s", m->qid, path);
-	if (fsync_dir(ctx->queue_dir) == -1)
-		log_warn("%s: fsync %s", m->qid, ctx->queue_dir);
-	if (str_format(path, sizeof(path), "%s/%s", ctx->state_dir, m->qid) == 0 &&
-	    unlink(path) == -1 && errno != ENOENT)
-		log_warn("%s: unlink %s", m->qid, path);
+	m->unlink_log = m->has_log;
+	ctx->removals++;
+}
+
+/* before_sleep: one fsync of queue/ for this iteration's removals, then their state logs. */
+static void
+queue_removals_sync(struct queue_ctx *ctx)
+{
+	struct queue_msg *m;
+	char path[4200];
+	int synced;
+
+	if (ctx->removals == 0)
+		return;
+	ctx->removals = 0;
+	synced = fsync_dir(ctx->queue_dir) == 0;
+	if (!synced)
+		log_warn("queue: fsync %s", ctx->queue_dir);
+	for (m = ctx->msgs; m != NULL; m = m->next) {
+		if (!m->unlink_log)
+			continue;
+		m->unlink_log = 0;
+		/* Without the fsync the log stays: queue_scan removes it at the next start. */
+		if (synced && str_format(path, sizeof(path), "%s/%s", ctx->state_dir, m->qid) == 0 &&
+		    unlink(path) == -1 && errno != ENOENT)
+			log_warn("%s: unlink %s", m->qid, path);
+	}
 }
 
 void
@@ -162,7 +186,8 @@ queue_msg_record(struct queue_ctx *ctx, struct queue_msg *m, const char *recs, s
 
 	if (str_format(path, sizeof(path), "%s/%s", ctx->state_dir, m->qid) == -1)
 		return -1;
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)) == -1) {
+	/* The log is made by its first record: a message delivered at once never needs one. */
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) == -1) {
 		log_warn("%s: open %s", m->qid, path);
 		return -1;
 	}
@@ -173,6 +198,14 @@ queue_msg_record(struct queue_ctx *ctx, struct queue_msg *m, const char *recs, s
 		log_warn("%s: close %s", m->qid, path);
 		r = -1;
 	}
+	/* A new log's name must survive a crash with its first record. */
+	if (r == 0 && !m->has_log) {
+		if (fsync_dir(ctx->state_dir) == -1) {
+			log_warn("%s: fsync %s", m->qid, ctx->state_dir);
+			r = -1;
+		}
+	}
+	m->has_log = 1;
 	return r;
 }
 
@@ -219,12 +252,19 @@ msg_load(struct queue_ctx *ctx, const char *qid)
 		msg_free(m);
 		return NULL;
 	}
-	if ((sfd = queue_state_open(ctx->state_dir, qid, &m->st, err, sizeof(err))) == -1) {
-		log_warnx("%s: %s", qid, err);
-		msg_free(m);
-		return NULL;
+	/* No state/QID: no attempt recorded yet (the log is made by the first record). */
+	if (str_format(path, sizeof(path), "%s/%s", ctx->state_dir, qid) == -1)
+		path[0] = '\0';
+	if (path[0] == '\0' || stat(path, &sb) == 0 || errno != ENOENT) {
+		if ((sfd = queue_state_open(ctx->state_dir, qid, &m->st, err, sizeof(err))) ==
+		    -1) {
+			log_warnx("%s: %s", qid, err);
+			msg_free(m);
+			return NULL;
+		}
+		close(sfd);
+		m->has_log = 1;
 	}
-	close(sfd);
 	if (m->st.torn)
 		log_warnx("%s: state log had a torn last record (crash while writing); ignored",
 		          qid);
@@ -322,6 +362,25 @@ rec_add(char *recs, size_t off, size_t cap, size_t idx, enum queue_rcpt_state s,
 	return n > 0 ? off + (size_t)n : off;
 }
 
+/* The last job of the attempt delivered all its recipients and every other one is final. */
+static int
+job_finishes_msg(const struct queue_job *job)
+{
+	const struct queue_msg *m = job->msg;
+	size_t i;
+
+	if (m->jobs != 1 || m->deleted)
+		return 0;
+	for (i = 0; i < job->n; i++)
+		if (job->result[i] != QUEUE_RCPT_DELIVERED)
+			return 0;
+	for (i = 0; i < m->env.nrcpt; i++)
+		if (!m->route[i].in_job && (m->st.rcpt[i].state == QUEUE_RCPT_PENDING ||
+		                            m->st.rcpt[i].state == QUEUE_RCPT_FAILED))
+			return 0;
+	return 1;
+}
+
 void
 queue_job_done(struct queue_ctx *ctx, struct queue_job *job)
 {
@@ -332,7 +391,14 @@ queue_job_done(struct queue_ctx *ctx, struct queue_job *job)
 
 	(void)str_format(be, sizeof(be), "%s(%s:%u %s)", job->be->name, job->be->host,
 	                 job->be->port, map_proto_name(job->be->proto));
-	if ((recs = malloc(cap)) != NULL) {
+	if (job_finishes_msg(job)) {
+		/*
+		 * Every recipient is delivered and this was the attempt's last job: the message
+		 * is removed next (msg_attempt_end), and that removal, fsynced, is the durable
+		 * record. A crash before it delivers again, as a crash before the log's fdatasync
+		 * would: the window between the back end's reply and our record stays one fsync.
+		 */
+	} else if ((recs = malloc(cap)) != NULL) {
 		for (i = 0; i < job->n; i++)
 			off = rec_add(recs, off, cap, job->idx[i], job->result[i], job->reply[i]);
 		/*
@@ -838,6 +904,7 @@ queue_before_sleep(struct ev_loop *loop, void *arg)
 {
 	(void)loop;
 	queue_conn_reap(arg);
+	queue_removals_sync(arg);
 	msgs_reap(arg);
 }
 

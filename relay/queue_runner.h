@@ -56,6 +56,8 @@ struct queue_msg {
 	int deleted;       /* delete asked while active: removed when it ends */
 	int removed;       /* files gone; freed before the loop sleeps, so that no
 	                      walk of the list meets a freed message */
+	int has_log;       /* state/QID exists (created by the first record) */
+	int unlink_log;    /* queue/QID unlinked: state/QID goes after queue/'s fsync */
 	uint64_t attempt_start_ms;
 };
 
@@ -139,6 +141,7 @@ struct queue_ctx {
 	struct ev_timer scan;
 	struct queue_msg *msgs;
 	unsigned int nactive;
+	int removals; /* queue/ files unlinked since queue/ was last fsynced */
 	struct queue_backend *backends;
 	struct queue_conn *dead; /* closed connections, freed before the loop sleeps */
 	SSL_CTX *tls_client;

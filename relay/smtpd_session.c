@@ -2,7 +2,7 @@
  * One SMTP session of mailplex-smtpd: its I/O (plain or TLS), the state machine (one
  * transition function, smtpd_set_state), the command handlers, recipient routing through
  * the map, and the hand-off of each message to the spool. A 250 after DATA or BDAT LAST is
- * written only after spool_writer_commit returned: the message is on disk by then.
+ * written only after the file, its rename and queue/ were fsynced: the message is on disk.
  * It never relays: a recipient outside the map's domains is refused.
  */
 #include <errno.h>
@@ -541,9 +541,9 @@ smtpd_log_accept(struct smtpd_session *s)
 }
 
 /*
- * The end of DATA or BDAT LAST. The message is fsynced and renamed into queue/ here; its
- * 250 waits in SS_COMMIT for smtpd_commit_flush, which makes queue/ durable once for every
- * message finished in this loop iteration.
+ * The end of DATA or BDAT LAST. The message is written and its write-out started here; its
+ * 250 waits in SS_COMMIT for smtpd_commit_flush, which fsyncs and renames every message
+ * finished in this loop iteration and then makes queue/ durable once for all of them.
  */
 static void
 smtpd_tx_finish(struct smtpd_session *s)
@@ -560,22 +560,22 @@ smtpd_tx_finish(struct smtpd_session *s)
 		                            : "451 4.3.0 Local error in processing");
 	} else {
 		/*
-		 * A blocking fsync of the file on the loop: its 250 must wait for it anyway, and
-		 * a worker per core keeps the other sessions going meanwhile.
+		 * The file is written and its write-out started; the fsync, the rename and the
+		 * fsync of queue/ happen for the whole group in smtpd_commit_flush, before the
+		 * loop sleeps. The 250 waits for all three.
 		 */
 		tf = 0;
-		if (spool_writer_publish(tx->writer, &tf, err, sizeof(err)) == -1) {
+		if (spool_writer_stage(tx->writer, &tf, err, sizeof(err)) == -1) {
 			tx->writer = NULL;
 			log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id,
 			          tx->qid, err);
 			smtpd_reply(s, tf ? "452 4.3.1 Insufficient system storage"
 			                  : "451 4.3.0 Local error in processing");
 		} else {
-			tx->writer = NULL;
 			s->commit_next = s->ctx->commits;
 			s->ctx->commits = s;
 			smtpd_set_state(s, SS_COMMIT);
-			return; /* the transaction stays for the log line */
+			return; /* the transaction stays for the publish and the log line */
 		}
 	}
 	smtpd_tx_reset(s);
@@ -594,18 +594,43 @@ smtpd_commit_flush(struct ev_loop *loop, void *arg)
 	struct smtpd_session *s, *next;
 	char err[512];
 	int tf, ok;
+	size_t published;
 
 	if (ctx->commits == NULL)
 		return;
-	ok = spool_sync_queue(ctx->spool, &tf, err, sizeof(err)) == 0;
-	if (!ok)
+	/*
+	 * Blocking fsyncs on the loop, on purpose: every waiting 250 depends on them. Each file
+	 * is fsynced and renamed into queue/ (their write-out was started when each message
+	 * ended, so the file system commits them together), then one fsync of queue/ makes
+	 * every new name durable.
+	 */
+	published = 0;
+	for (s = ctx->commits; s != NULL; s = s->commit_next) {
+		tf = 0;
+		if (spool_writer_publish(s->tx.writer, &tf, err, sizeof(err)) == -1) {
+			log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id,
+			          s->tx.qid, err);
+			s->tx.failed = 1;
+			s->tx.tempfail = tf;
+		} else {
+			published++;
+		}
+		s->tx.writer = NULL; /* publish freed it either way */
+	}
+	ok = 1;
+	if (published > 0 && spool_sync_queue(ctx->spool, &tf, err, sizeof(err)) == -1) {
+		ok = 0;
 		log_warnx("spool: %s: the messages waiting for it are not acknowledged", err);
+	}
 	s = ctx->commits;
 	ctx->commits = NULL;
 	for (; s != NULL; s = next) {
 		next = s->commit_next;
 		s->commit_next = NULL;
-		if (ok) {
+		if (s->tx.failed) {
+			smtpd_reply(s, s->tx.tempfail ? "452 4.3.1 Insufficient system storage"
+			                              : "451 4.3.0 Local error in processing");
+		} else if (ok) {
 			ctx->accepted++;
 			smtpd_log_accept(s);
 			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->tx.qid);
@@ -1150,7 +1175,7 @@ smtpd_session_free(struct smtpd_session *s)
 	{
 		struct smtpd_session **pp;
 
-		/* published but never acknowledged: delivered anyway, a duplicate at worst */
+		/* staged, never renamed into queue/: smtpd_tx_reset below removes the file */
 		for (pp = &ctx->commits; *pp != NULL; pp = &(*pp)->commit_next)
 			if (*pp == s) {
 				*pp = s->commit_next;

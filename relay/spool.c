@@ -713,6 +713,19 @@ fail:
 }
 
 int
+spool_writer_stage(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+{
+	*tempfail = 0;
+	if (spool_writer_flush(w, tempfail, err, errlen) == -1) {
+		spool_writer_abort(w);
+		return -1;
+	}
+	/* Advisory: the fsync in spool_writer_publish is what makes it durable. */
+	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return 0;
+}
+
+int
 spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen)
 {
 	*tempfail = 0;

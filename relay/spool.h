@@ -90,6 +90,12 @@ int spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t
  * 250, so at worst a duplicate, never a loss.)
  */
 int spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+/*
+ * The message is complete: its buffered bytes go to the file and the kernel is asked to
+ * start writing them out (no wait), so that the publishes of one group find their data on
+ * its way and the file system commits them together. w stays; on failure (-1) it is gone.
+ */
+int spool_writer_stage(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
 int spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen);
 void spool_writer_abort(struct spool_writer *w);
 

@@ -249,10 +249,13 @@ if mount -t tmpfs -o size=1m tmpfs "$SMALL" 2>/dev/null; then
 		sleep 0.2
 	done
 	[ "$(grep -c "configuration reloaded" "$T/disk.log")" -ge 2 ] || die "disk: no reload"
-	client disk "$IP" "$P3" "$SMALL/spool" 4
-	[ "$(ls "$SMALL/spool/queue" | wc -l)" -eq 0 ] || die "full disk: something in queue/"
+	# one message acknowledged before the disk fills: it must survive
+	client send "$IP" "$P3" "$SMALL/spool" "before-full"
+	client disk "$IP" "$P3" "$SMALL/spool" 452
+	[ "$(ls "$SMALL/spool/queue" | wc -l)" -eq 1 ] || die "full disk: queue/ should hold only the earlier message"
+	grep -q "before-full" "$SMALL/spool/queue/"* || die "full disk: the earlier message is gone"
 	[ "$(ls "$SMALL/spool/tmp" | wc -l)" -eq 0 ] || die "full disk: tmp/ not cleaned"
-	echo "ok: full disk: no half message in queue/, tmp/ cleaned"
+	echo "ok: full disk: 452 4.3.1, the message acknowledged before is kept, no half message in queue/, tmp/ cleaned"
 else
 	echo "SKIP: full disk (cannot mount a tmpfs here)"
 fi

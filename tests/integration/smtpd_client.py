@@ -377,16 +377,20 @@ def check_send(host, port, spool, marker):
 
 
 def check_expect_code(host, port, spool, code, *cmds):
-    """Sends EHLO, MAIL, RCPT to alice and expects CODE class at DATA end (full disk)."""
+    """Sends EHLO, MAIL, RCPT to alice and expects CODE at DATA end: a 3-digit code must
+    match with the enhanced code 4.3.1 (full disk, RFC 3463), a single digit its class."""
     s = smtplib.SMTP(host, port, timeout=TIMEOUT)
     s.ehlo("disk.example")
     s.mail("s@example.org")
     s.rcpt("alice@mail.test")
     got = s.data(b"Subject: disk\r\n\r\n" + (b"y" * 998 + b"\r\n") * 4000)
-    if str(got[0])[0] != code:
+    if len(code) == 3:
+        if str(got[0]) != code or not got[1].startswith(b"4.3.1"):
+            fail("full disk: %r, want %s 4.3.1" % (got, code))
+    elif str(got[0])[0] != code:
         fail("full disk: %r" % (got,))
     s.quit()
-    ok("full disk: DATA answered %d, not 250" % got[0])
+    ok("full disk: DATA answered %d %s, not 250" % (got[0], got[1].decode(errors="replace")))
 
 
 def check_verify(host, port, spool, bad_pid, good_pid):

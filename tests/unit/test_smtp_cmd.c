@@ -223,6 +223,23 @@ test_bdat_mode_keeps_dots_and_refuses_bare_line_ends(void **state)
 	assert_int_equal(smtp_data_finish(&d), -1); /* LAST may not end inside CR LF */
 }
 
+/* RFC 5321 4.5.3.1.6 is a limit for senders; the reader passes a longer line unchanged and
+ * leaves it to the size limit (max_message_size) to bound the message. */
+static void
+test_data_passes_a_line_longer_than_1000_octets_unchanged(void **state)
+{
+	static char in[5200], out[5200];
+	size_t outlen, used;
+
+	memset(in, 'L', 5000);
+	memcpy(in + 5000, "\r\n.\r\n", 6);
+	in[5006] = '\0';
+	assert_int_equal(feed(SMTP_DATA_DOT, in, 97, out, &outlen, &used), SMTP_DS_END);
+	assert_int_equal(outlen, 5002);
+	assert_memory_equal(out, in, 5002);
+	assert_int_equal(used, 5005);
+}
+
 int
 main(void)
 {
@@ -235,6 +252,7 @@ main(void)
 	    cmocka_unit_test(test_data_unstuffs_and_ends_at_crlf_dot_crlf_however_split),
 	    cmocka_unit_test(test_every_bare_cr_or_lf_is_refused),
 	    cmocka_unit_test(test_bdat_mode_keeps_dots_and_refuses_bare_line_ends),
+	    cmocka_unit_test(test_data_passes_a_line_longer_than_1000_octets_unchanged),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
