@@ -107,6 +107,10 @@ for p in mailplex-common mailplex-director mailplex-relay; do
 	for b in "$root"/usr/sbin/*; do
 		strip --strip-unneeded --remove-section=.comment --remove-section=.note "$b"
 	done
+	if [ -e "$PKGDIR/$p/lintian-overrides" ]; then
+		install -d "$root/usr/share/lintian/overrides"
+		install -m 0644 "$PKGDIR/$p/lintian-overrides" "$root/usr/share/lintian/overrides/$p"
+	fi
 	shlibs=$(cd "$SHL" && dpkg-shlibdeps -O "$root"/usr/sbin/* 2>/dev/null |
 		sed -n 's/^shlibs:Depends=//p')
 	[ -n "$shlibs" ] || { echo "build-deb.sh: dpkg-shlibdeps found nothing for $p" >&2; exit 1; }
@@ -121,10 +125,6 @@ for p in mailplex-common mailplex-director mailplex-relay; do
 		sed -e "s|@VERSION@|$VERSION|g" -e "s|@SHLIBS@|$shlibs|g" "$PKGDIR/$p/control.in" |
 			sed '1d'
 	} >"$root/DEBIAN/control"
-	if [ -e "$PKGDIR/$p/lintian-overrides" ]; then
-		install -d "$root/usr/share/lintian/overrides"
-		install -m 0644 "$PKGDIR/$p/lintian-overrides" "$root/usr/share/lintian/overrides/$p"
-	fi
 	[ -e "$PKGDIR/$p/conffiles" ] && install -m 0644 "$PKGDIR/$p/conffiles" "$root/DEBIAN/"
 	for s in postinst prerm postrm; do
 		[ -e "$PKGDIR/$p/$s" ] || continue
