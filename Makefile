@@ -5,6 +5,7 @@
 #   make check           deps, gcc+clang builds, ASan+UBSan unit + integration tests,
 #                        short fuzz runs, kernel-IPVS system tests in user-mode Linux
 #   make install         DESTDIR=... PREFIX=... (default PREFIX=/usr/local)
+#   make deb             Debian packages mailplex-common, -director, -relay in $(O)/deb/ (packaging/)
 #   make bench-map       1,000,000-user map benchmark (not a test)
 #   make bench-smtp      mailplex-smtpd vs Postfix as the same relay to smtp-sink (not a test)
 #   make bench-director  IPVS programming and check CPU in user-mode Linux (not a test)
@@ -207,4 +208,4 @@ bench-smtp: all
 clean:
 	rm -rf build
 
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(shell find $(O) -name '*.d' -type f 2>/dev/null)

@@ -9,6 +9,7 @@ build-essential pkg-config clang libclang-rt-14-dev
 libgdbm-dev libconfig-dev libnl-3-dev libnl-genl-3-dev libssl-dev libcmocka-dev
 python3 time openssl iproute2 procps kmod
 user-mode-linux ipvsadm keepalived
+lintian adduser systemd man-db
 dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix swaks curl
 "
 
