@@ -102,7 +102,7 @@ struct proxy_conn {
 	int wr_want; /* extra readiness the last TLS write asked for (EV_READ) */
 	int eof;     /* the peer closed its sending side */
 	struct proxy_obuf out;
-	int ready;      /* plain, after login: readiness epoll reported and no EAGAIN since */
+	int ready;      /* plain: readiness epoll reported and no EAGAIN or short read since */
 	int pipefd[2];  /* splice pipe toward this side, -1 until a bulk transfer needs it */
 	size_t inpipe;  /* bytes in pipefd waiting to be written to this side */
 	size_t pipecap; /* what pipefd holds at most, as F_SETPIPE_SZ left it */
@@ -201,7 +201,10 @@ int proxy_obuf_printf(struct proxy_obuf *b, const char *fmt, ...)
 void proxy_obuf_free(struct proxy_obuf *b);
 /* Writes what is queued: 1 progress, 0 nothing possible now, -1 error. */
 int proxy_conn_flush(struct proxy_conn *c);
-/* Reads up to len bytes: > 0, 0 EOF, -1 error, -2 nothing now. */
+/*
+ * Reads up to len bytes: > 0, 0 EOF, -1 error, -2 nothing now. A plain socket is read only
+ * while ready says EV_READ: its owner must keep EV_READ registered while it wants bytes.
+ */
 ssize_t proxy_conn_read(struct proxy_conn *c, void *buf, size_t len);
 /* One handshake step: 0 done, 1 in progress, -1 failed (err set). */
 int proxy_conn_handshake(struct proxy_conn *c, char *err, size_t errlen);

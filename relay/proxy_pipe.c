@@ -197,14 +197,20 @@ proxy_conn_read(struct proxy_conn *c, void *buf, size_t len)
 		}
 		return n;
 	}
+	if (!(c->ready & EV_READ))
+		return -2; /* no EAGAIN probe: epoll reports it (level-triggered) */
 	for (;;) {
 		n = read(c->fd, buf, len);
+		if (n > 0 && (size_t)n < len)
+			c->ready &= ~EV_READ; /* drained, most likely */
 		if (n >= 0)
 			return n;
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN)
+		if (errno == EAGAIN) {
+			c->ready &= ~EV_READ;
 			return -2;
+		}
 		return -1;
 	}
 }
@@ -276,10 +282,11 @@ pipe_open(struct proxy_conn *c, uint64_t now)
 		return -1;
 	}
 	/*
-	 * Refused past /proc/sys/fs/pipe-max-size or the user's pipe-user-pages-soft: the
-	 * default pipe still works. Its real size matters only as an upper bound of a splice.
+	 * Refused past /proc/sys/fs/pipe-max-size or the user's pipe-user-pages-soft (the
+	 * kernel then hands out pipes of two pages): whatever it gave still works.
 	 */
-	sz = fcntl(c->pipefd[1], F_SETPIPE_SZ, PROXY_PIPE_BYTES);
+	if ((sz = fcntl(c->pipefd[1], F_SETPIPE_SZ, PROXY_PIPE_BYTES)) <= 0)
+		sz = fcntl(c->pipefd[1], F_GETPIPE_SZ);
 	c->pipecap = sz > 0 ? (size_t)sz : PROXY_SPLICE_BYTES;
 	c->inpipe = 0;
 	c->pipe_full = 0;
@@ -510,11 +517,14 @@ pipe_dir(struct proxy_ctx *ctx, struct proxy_conn *from, struct proxy_conn *to,
 	return pipe_copy(from, to, reason);
 }
 
-/* Entering the copy: readiness unknown, so both sides are tried once. */
+/*
+ * Entering the copy: both sides are assumed writable. Bytes already waiting in a socket are
+ * reported by the level-triggered loop as soon as EV_READ is registered, so no read probes.
+ */
 void
 proxy_pipe_start(struct proxy_session *s)
 {
-	s->client.ready = s->be.ready = EV_READ | EV_WRITE;
+	s->client.ready = s->be.ready = EV_WRITE;
 }
 
 int
@@ -545,7 +555,8 @@ pipe_dir_readable(const struct proxy_conn *from, const struct proxy_conn *to)
 	if (from->eof)
 		return 0;
 	if (from->ssl == NULL && to->ssl == NULL)
-		return obuf_pending(&to->out) == 0 && !to->pipe_full;
+		return obuf_pending(&to->out) == 0 && !to->pipe_full &&
+		       (to->pipefd[0] == -1 || to->inpipe < to->pipecap);
 	return to->inpipe == 0 && obuf_pending(&to->out) < PROXY_PIPE_BUF_BYTES / 2;
 }
 
