@@ -23,7 +23,10 @@
 #include "sock.h"
 
 #define PROXY_PIPE_BUF_BYTES    16384 /* per direction, allocated while bytes are in flight */
-#define PROXY_SPLICE_BYTES      65536 /* one splice() call; a pipe's default capacity */
+#define PROXY_SPLICE_BYTES      65536 /* a pipe's default capacity (F_SETPIPE_SZ refused) */
+#define PROXY_PIPE_BYTES        262144 /* splice pipe asked for with F_SETPIPE_SZ */
+#define PROXY_SCRATCH_BYTES     16384 /* per worker: a read that fills it starts a splice pipe */
+#define PROXY_PIPE_IDLE_MS      200   /* an empty pipe unused this long is closed */
 #define PROXY_BE_LINE_MAX       65536 /* back-end greeting and login reply lines */
 #define PROXY_CLIENT_OUT_MAX    65536 /* pre-login replies queued before we stop reading */
 #define PROXY_FAIL_DELAY_MAX_MS 30000 /* ceiling of the doubled login-failure delay */
@@ -74,6 +77,7 @@ struct proxy_ctx {
 	struct proxy_be_health *health;
 	struct resolver *resolver; /* back-end host names; made at the first name */
 	struct ipcount ips;
+	char *scratch; /* PROXY_SCRATCH_BYTES, shared by every plain session; made at first use */
 
 	/*
 	 * Reload (SIGHUP to the master): which configuration this worker runs, and whether a
@@ -98,8 +102,12 @@ struct proxy_conn {
 	int wr_want; /* extra readiness the last TLS write asked for (EV_READ) */
 	int eof;     /* the peer closed its sending side */
 	struct proxy_obuf out;
-	int pipefd[2];  /* splice pipe toward this side, -1 until used */
+	int ready;      /* plain: readiness epoll reported and no EAGAIN or short read since */
+	int pipefd[2];  /* splice pipe toward this side, -1 until a bulk transfer needs it */
 	size_t inpipe;  /* bytes in pipefd waiting to be written to this side */
+	size_t pipecap; /* what pipefd holds at most, as F_SETPIPE_SZ left it */
+	int pipe_full;  /* a splice into the non-empty pipe met EAGAIN: wait for it to drain */
+	uint64_t pipe_ms; /* last time bytes went into pipefd (ev_now_ms) */
 	uint64_t bytes; /* bytes written to this side after login */
 };
 
@@ -193,13 +201,17 @@ int proxy_obuf_printf(struct proxy_obuf *b, const char *fmt, ...)
 void proxy_obuf_free(struct proxy_obuf *b);
 /* Writes what is queued: 1 progress, 0 nothing possible now, -1 error. */
 int proxy_conn_flush(struct proxy_conn *c);
-/* Reads up to len bytes: > 0, 0 EOF, -1 error, -2 nothing now. */
+/*
+ * Reads up to len bytes: > 0, 0 EOF, -1 error, -2 nothing now. A plain socket is read only
+ * while ready says EV_READ: its owner must keep EV_READ registered while it wants bytes.
+ */
 ssize_t proxy_conn_read(struct proxy_conn *c, void *buf, size_t len);
 /* One handshake step: 0 done, 1 in progress, -1 failed (err set). */
 int proxy_conn_handshake(struct proxy_conn *c, char *err, size_t errlen);
 /* Copies in both directions: 1 progress, 0 none, -1 error or both done (reason set). */
 int proxy_pipe_step(struct proxy_session *s, const char **reason);
 void proxy_pipe_events(struct proxy_session *s, int *cev, int *bev);
+void proxy_pipe_start(struct proxy_session *s);
 
 /* proxy_control.c */
 int proxy_mailbox_key(struct map *map, const char *user, char *key, size_t len, char *err,

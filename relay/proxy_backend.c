@@ -587,6 +587,7 @@ be_connected(struct proxy_session *s)
 	}
 	health_ok(s);
 	s->be_step = 0;
+	s->be.ready |= EV_READ; /* the greeting is often there already: one read to see */
 	if (s->ctx->conf->proxy.backend_client_address == MAILPLEX_CLIENT_ADDR_PROXY_V2 &&
 	    be_proxy_v2_send(s) == -1)
 		return 1;

@@ -497,6 +497,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 	ev_timer_stop(ctx->loop, &w.control_timer);
 	proxy_control_stop(ctx);
 	ipcount_free(&ctx->ips);
+	free(ctx->scratch);
 	map_close(ctx->map);
 	ev_loop_free(ctx->loop);
 	_exit(0);

@@ -16,6 +16,8 @@
 #include "proxy.h"
 #include "tls.h"
 
+static void pipe_release(struct proxy_conn *c);
+
 /*
  * STYLE.md: an idle session holds no page-sized buffer. OpenSSL otherwise keeps a read and
  * a write buffer of about 17 kB each for the life of the connection; released, they come
@@ -48,13 +50,9 @@ proxy_conn_close(struct proxy_ctx *ctx, struct proxy_conn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	if (c->pipefd[0] != -1) {
-		close(c->pipefd[0]);
-		close(c->pipefd[1]);
-		c->pipefd[0] = c->pipefd[1] = -1;
-	}
+	pipe_release(c);
 	c->events = 0;
-	c->inpipe = 0;
+	c->ready = 0;
 	c->eof = 0;
 	c->rd_want = c->wr_want = 0;
 	proxy_obuf_free(&c->out);
@@ -199,14 +197,20 @@ proxy_conn_read(struct proxy_conn *c, void *buf, size_t len)
 		}
 		return n;
 	}
+	if (!(c->ready & EV_READ))
+		return -2; /* no EAGAIN probe: epoll reports it (level-triggered) */
 	for (;;) {
 		n = read(c->fd, buf, len);
+		if (n > 0 && (size_t)n < len)
+			c->ready &= ~EV_READ; /* drained, most likely */
 		if (n >= 0)
 			return n;
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN)
+		if (errno == EAGAIN) {
+			c->ready &= ~EV_READ;
 			return -2;
+		}
 		return -1;
 	}
 }
@@ -230,57 +234,238 @@ proxy_conn_handshake(struct proxy_conn *c, char *err, size_t errlen)
 	return -1;
 }
 
-/* Plain to plain through a kernel pipe: the bytes never enter user space. */
-static int
-pipe_splice(struct proxy_conn *from, struct proxy_conn *to, const char **reason)
+/*
+ * Plain to plain. Small exchanges (the commands and answers of an IMAP or POP3 session) go
+ * through the worker's scratch buffer with read() and write(): what is written out at once
+ * needs no buffer of the session's own, only the rest of a partial write is queued. A read
+ * that fills the scratch buffer is a bulk transfer: it continues through a kernel pipe made
+ * then, with splice(), and the bytes never enter user space. The pipe is closed again once
+ * it has been empty for PROXY_PIPE_IDLE_MS, so that an idle session holds two descriptors.
+ *
+ * Readiness is tracked per side (ready): a side is read or written only while epoll said it
+ * may be and no EAGAIN or short transfer said otherwise since, so neither a login nor a bulk
+ * copy pays for probes that return EAGAIN. The loop is level-triggered: a side that was
+ * given up on too early is reported again.
+ *
+ * Order is kept by never holding bytes in both the queue (out) and the pipe toward a side:
+ * the pipe is filled only while the queue is empty, the queue only while the pipe is empty.
+ */
+static char *
+scratch_get(struct proxy_ctx *ctx)
 {
-	ssize_t n;
-	int progress = 0;
+	if (ctx->scratch == NULL)
+		ctx->scratch = malloc(PROXY_SCRATCH_BYTES);
+	return ctx->scratch;
+}
 
-	if (to->pipefd[0] == -1 && pipe2(to->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
-		*reason = "pipe2 failed";
+static void
+pipe_release(struct proxy_conn *c)
+{
+	if (c->pipefd[0] != -1) {
+		close(c->pipefd[0]);
+		close(c->pipefd[1]);
+	}
+	c->pipefd[0] = c->pipefd[1] = -1;
+	c->inpipe = 0;
+	c->pipecap = 0;
+	c->pipe_full = 0;
+}
+
+/* 0, or -1 when no pipe could be made (the copy then stays in user space). */
+static int
+pipe_open(struct proxy_conn *c, uint64_t now)
+{
+	int sz;
+
+	if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) == -1) {
+		c->pipefd[0] = c->pipefd[1] = -1;
 		return -1;
 	}
-	for (;;) {
-		if (to->inpipe > 0) {
-			n = splice(to->pipefd[0], NULL, to->fd, NULL, to->inpipe,
-			           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-			if (n == -1 && errno == EINTR)
-				continue;
-			if (n == -1 && errno == EAGAIN)
-				return progress;
-			if (n <= 0) {
+	/*
+	 * Refused past /proc/sys/fs/pipe-max-size or the user's pipe-user-pages-soft (the
+	 * kernel then hands out pipes of two pages): whatever it gave still works.
+	 */
+	if ((sz = fcntl(c->pipefd[1], F_SETPIPE_SZ, PROXY_PIPE_BYTES)) <= 0)
+		sz = fcntl(c->pipefd[1], F_GETPIPE_SZ);
+	c->pipecap = sz > 0 ? (size_t)sz : PROXY_SPLICE_BYTES;
+	c->inpipe = 0;
+	c->pipe_full = 0;
+	c->pipe_ms = now;
+	return 0;
+}
+
+/* Writes the queue toward to: 1 progress, 0 none, -1 error. Clears to's write readiness. */
+static int
+plain_flush(struct proxy_conn *to)
+{
+	int r;
+
+	if ((r = proxy_conn_flush(to)) == -1)
+		return -1;
+	if (obuf_pending(&to->out) > 0)
+		to->ready &= ~EV_WRITE;
+	return r;
+}
+
+/* Pipe toward socket: 1 progress, 0 none, -1 error. */
+static int
+plain_splice_out(struct proxy_conn *to)
+{
+	ssize_t n;
+
+	do
+		n = splice(to->pipefd[0], NULL, to->fd, NULL, to->inpipe,
+		           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == EAGAIN) {
+		to->ready &= ~EV_WRITE;
+		return 0;
+	}
+	if (n <= 0)
+		return -1;
+	if ((size_t)n < to->inpipe)
+		to->ready &= ~EV_WRITE; /* the socket buffer is full */
+	to->inpipe -= (size_t)n;
+	to->bytes += (uint64_t)n;
+	to->pipe_full = 0;
+	return 1;
+}
+
+/* Socket into the pipe toward to: 1 progress, 0 none, -1 error (reason set). */
+static int
+plain_splice_in(struct proxy_conn *from, struct proxy_conn *to, uint64_t now,
+                const char **reason)
+{
+	size_t room = to->pipecap > to->inpipe ? to->pipecap - to->inpipe : 0;
+	ssize_t n;
+
+	if (room == 0) {
+		to->pipe_full = 1;
+		return 0;
+	}
+	do
+		n = splice(from->fd, NULL, to->pipefd[1], NULL, room,
+		           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == EAGAIN) {
+		/*
+		 * Into an empty pipe EAGAIN can only mean "nothing to read". Into a pipe that
+		 * holds bytes it may also mean "no free slot" (a pipe counts buffers, not bytes):
+		 * the socket is not read again before the pipe drained some, or a readable socket
+		 * would spin the level-triggered loop.
+		 */
+		if (to->inpipe > 0)
+			to->pipe_full = 1;
+		from->ready &= ~EV_READ;
+		return 0;
+	}
+	if (n == -1) {
+		*reason = "read error";
+		return -1;
+	}
+	if (n == 0) {
+		from->eof = 1;
+		return 1;
+	}
+	to->inpipe += (size_t)n;
+	to->pipe_ms = now;
+	return 1;
+}
+
+/* Socket through the scratch buffer: 1 progress, 0 none, -1 error (reason set). */
+static int
+plain_copy(struct proxy_ctx *ctx, struct proxy_conn *from, struct proxy_conn *to,
+           const char **reason)
+{
+	char *buf = scratch_get(ctx);
+	ssize_t n, w = 0;
+
+	if (buf == NULL) {
+		*reason = "out of memory";
+		return -1;
+	}
+	do
+		n = read(from->fd, buf, PROXY_SCRATCH_BYTES);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == EAGAIN) {
+		from->ready &= ~EV_READ;
+		return 0;
+	}
+	if (n == -1) {
+		*reason = "read error";
+		return -1;
+	}
+	if (n == 0) {
+		from->eof = 1;
+		return 1;
+	}
+	if ((size_t)n < PROXY_SCRATCH_BYTES)
+		from->ready &= ~EV_READ; /* drained, most likely: epoll says when it is not */
+	else if (to->pipefd[0] == -1)
+		(void)pipe_open(to, ev_now_ms(ctx->loop)); /* a bulk transfer begins */
+	if (to->ready & EV_WRITE) {
+		do
+			w = write(to->fd, buf, (size_t)n);
+		while (w == -1 && errno == EINTR);
+		if (w == -1 && errno != EAGAIN) {
+			*reason = "write error";
+			return -1;
+		}
+		if (w == -1)
+			w = 0;
+		to->bytes += (uint64_t)w;
+	}
+	if (w < n) {
+		to->ready &= ~EV_WRITE;
+		if (proxy_obuf_add(&to->out, buf + w, (size_t)(n - w)) == -1) {
+			*reason = "out of memory";
+			return -1;
+		}
+	}
+	return 1;
+}
+
+static int
+pipe_plain(struct proxy_ctx *ctx, struct proxy_conn *from, struct proxy_conn *to,
+           const char **reason)
+{
+	uint64_t now = ev_now_ms(ctx->loop);
+	int progress = 0, moved, r;
+
+	do {
+		moved = 0;
+		if (obuf_pending(&to->out) > 0) {
+			if ((to->ready & EV_WRITE) && (r = plain_flush(to)) != 0) {
+				if (r == -1) {
+					*reason = "write error";
+					return -1;
+				}
+				moved = 1;
+			}
+		} else if (to->inpipe > 0 && (to->ready & EV_WRITE)) {
+			if ((r = plain_splice_out(to)) == -1) {
 				*reason = "write error";
 				return -1;
 			}
-			to->inpipe -= (size_t)n;
-			to->bytes += (uint64_t)n;
-			progress = 1;
+			moved |= r;
+		}
+		if (from->eof || !(from->ready & EV_READ) || obuf_pending(&to->out) > 0 ||
+		    to->pipe_full) {
+			progress |= moved;
 			continue;
 		}
-		if (from->eof)
-			return progress;
-		/*
-		 * Only an empty pipe is filled: EAGAIN then means "nothing to read", never "pipe
-		 * full", so a level-triggered readable socket cannot spin.
-		 */
-		n = splice(from->fd, NULL, to->pipefd[1], NULL, PROXY_SPLICE_BYTES,
-		           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return progress;
-		if (n == -1) {
-			*reason = "read error";
+		if (to->pipefd[0] != -1 && to->inpipe == 0 && now - to->pipe_ms > PROXY_PIPE_IDLE_MS)
+			pipe_release(to); /* the bulk transfer is over */
+		if (to->pipefd[0] != -1)
+			r = plain_splice_in(from, to, now, reason);
+		else
+			r = plain_copy(ctx, from, to, reason);
+		if (r == -1)
 			return -1;
-		}
-		if (n == 0) {
-			from->eof = 1;
-			return 1;
-		}
-		to->inpipe = (size_t)n;
-		progress = 1;
-	}
+		moved |= r;
+		progress |= moved;
+	} while (moved);
+	return progress;
 }
 
 /* Through user space: TLS on either side, or bytes queued during the login. */
@@ -323,13 +508,23 @@ pipe_copy(struct proxy_conn *from, struct proxy_conn *to, const char **reason)
 }
 
 static int
-pipe_dir(struct proxy_conn *from, struct proxy_conn *to, const char **reason)
+pipe_dir(struct proxy_ctx *ctx, struct proxy_conn *from, struct proxy_conn *to,
+         const char **reason)
 {
-	if (from->ssl == NULL && to->ssl == NULL && obuf_pending(&to->out) == 0)
-		return pipe_splice(from, to, reason);
-	if (to->inpipe > 0) /* never happens: splice only runs while both are plain */
-		return pipe_splice(from, to, reason);
+	/* Both sides are plain or not for the whole copy: STARTTLS is over at login. */
+	if (from->ssl == NULL && to->ssl == NULL)
+		return pipe_plain(ctx, from, to, reason);
 	return pipe_copy(from, to, reason);
+}
+
+/*
+ * Entering the copy: both sides are assumed writable. Bytes already waiting in a socket are
+ * reported by the level-triggered loop as soon as EV_READ is registered, so no read probes.
+ */
+void
+proxy_pipe_start(struct proxy_session *s)
+{
+	s->client.ready = s->be.ready = EV_WRITE;
 }
 
 int
@@ -337,9 +532,9 @@ proxy_pipe_step(struct proxy_session *s, const char **reason)
 {
 	int a, b;
 
-	if ((a = pipe_dir(&s->client, &s->be, reason)) == -1)
+	if ((a = pipe_dir(s->ctx, &s->client, &s->be, reason)) == -1)
 		return -1;
-	if ((b = pipe_dir(&s->be, &s->client, reason)) == -1)
+	if ((b = pipe_dir(s->ctx, &s->be, &s->client, reason)) == -1)
 		return -1;
 	/* IMAP and POP3 have no half-close: either side leaving ends the session. */
 	if (s->client.eof) {
@@ -353,17 +548,26 @@ proxy_pipe_step(struct proxy_session *s, const char **reason)
 	return a | b;
 }
 
+/* Whether from may be read: the queue or the pipe toward the other side has room. */
+static int
+pipe_dir_readable(const struct proxy_conn *from, const struct proxy_conn *to)
+{
+	if (from->eof)
+		return 0;
+	if (from->ssl == NULL && to->ssl == NULL)
+		return obuf_pending(&to->out) == 0 && !to->pipe_full &&
+		       (to->pipefd[0] == -1 || to->inpipe < to->pipecap);
+	return to->inpipe == 0 && obuf_pending(&to->out) < PROXY_PIPE_BUF_BYTES / 2;
+}
+
 void
 proxy_pipe_events(struct proxy_session *s, int *cev, int *bev)
 {
 	int c = 0, b = 0;
 
-	/* Read a side when the queue toward the other has room. */
-	if (!s->client.eof && s->be.inpipe == 0 &&
-	    obuf_pending(&s->be.out) < PROXY_PIPE_BUF_BYTES / 2)
+	if (pipe_dir_readable(&s->client, &s->be))
 		c |= EV_READ;
-	if (!s->be.eof && s->client.inpipe == 0 &&
-	    obuf_pending(&s->client.out) < PROXY_PIPE_BUF_BYTES / 2)
+	if (pipe_dir_readable(&s->be, &s->client))
 		b |= EV_READ;
 	if (obuf_pending(&s->client.out) > 0 || s->client.inpipe > 0)
 		c |= EV_WRITE;

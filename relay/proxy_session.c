@@ -266,6 +266,7 @@ proxy_session_login_result(struct proxy_session *s, int ok, int auth_failure, co
 			s->pop3 = NULL;
 		}
 		s->client.bytes = s->be.bytes = 0;
+		proxy_pipe_start(s);
 		proxy_session_set_state(s, PS_PIPE);
 		return;
 	}
@@ -830,6 +831,10 @@ session_io(struct ev_loop *loop, int fd, int events, void *arg)
 {
 	struct proxy_session *s = arg;
 
+	if (fd == s->client.fd)
+		s->client.ready |= events;
+	else if (fd == s->be.fd)
+		s->be.ready |= events;
 	if (s->state == PS_BE_CONNECT && fd == s->be.fd && (events & EV_WRITE))
 		proxy_backend_step(s);
 	proxy_session_run(s);
