@@ -16,10 +16,15 @@ What works today, and where to see it:
     build/bin/mailplex-map compile conf/mailplex.map /tmp/mailplex.db
     build/bin/mailplex-map lookup /tmp/mailplex.db john@bigisp.com
     build/bin/mailplex-director -n -f conf/mailplex.conf
-    make O=build/system check-system   # the director, DR/NAT, drain, keepalived failover
+    make O=build/system check-system   # the director, DR/NAT, drain, keepalived failover,
+                                       # relays joining, map publish, and the whole cluster
+                                       # (cluster-full: two directors, three relays, two
+                                       # Dovecots, failover with sessions and SMTP counted)
                                        # against real kernel IPVS in user-mode Linux
     sh tests/integration/proxy.sh "$PWD/build/bin"   # the proxy against two Dovecots
     sh tests/integration/smtpd.sh "$PWD/build/bin"   # mailplex-smtpd: receiving, spool,
                                                      # relay refusals, kill -9, full disk
+    sh tests/integration/smtp_e2e.sh "$PWD/build/bin" # swaks -> smtpd -> queue -> Dovecot
+    make deb                                         # the Debian packages
 TEXT
 exit 1
