@@ -31,8 +31,8 @@ edit_diag(void *arg, const char *msg)
 		(void)str_copy(d->first, sizeof(d->first), msg);
 }
 
-static struct map_source *
-edit_parse(const char *name, const char *buf, size_t len, char *err, size_t errlen)
+struct map_source *
+map_edit_parse(const char *name, const char *buf, size_t len, char *err, size_t errlen)
 {
 	struct edit_diag d = {.first = ""};
 	struct map_source *src;
@@ -116,7 +116,7 @@ map_edit_locate(const char *name, const char *buf, size_t len, const char *user,
 	struct map_source *src;
 	int rc;
 
-	if ((src = edit_parse(name, buf, len, err, errlen)) == NULL)
+	if ((src = map_edit_parse(name, buf, len, err, errlen)) == NULL)
 		return -1;
 	rc = edit_locate_in(src, user, out, err, errlen);
 	map_source_free(src);
@@ -369,7 +369,7 @@ map_edit_user(const char *path, const char *user, const char *state, struct map_
 		*srcp = NULL;
 	if ((buf = map_edit_read(path, &len, err, errlen)) == NULL)
 		return -1;
-	if ((src = edit_parse(path, buf, len, err, errlen)) == NULL)
+	if ((src = map_edit_parse(path, buf, len, err, errlen)) == NULL)
 		goto out;
 	if (edit_locate_in(src, user, &u, err, errlen) == -1)
 		goto out;
@@ -377,7 +377,7 @@ map_edit_user(const char *path, const char *user, const char *state, struct map_
 	src = NULL;
 	if (state == NULL && u.via != MAP_EDIT_VIA_USER) {
 		/* Nothing to remove: the source stays as it is. */
-		if ((src = edit_parse(path, buf, len, err, errlen)) == NULL)
+		if ((src = map_edit_parse(path, buf, len, err, errlen)) == NULL)
 			goto out;
 		rc = 0;
 		goto out;
@@ -385,7 +385,7 @@ map_edit_user(const char *path, const char *user, const char *state, struct map_
 	if (map_edit_splice(buf, len, u.via == MAP_EDIT_VIA_USER ? u.line : 0, u.key, state, &nbuf,
 	                    &nlen, err, errlen) == -1)
 		goto out;
-	if ((src = edit_parse(path, nbuf, nlen, err, errlen)) == NULL)
+	if ((src = map_edit_parse(path, nbuf, nlen, err, errlen)) == NULL)
 		goto out;
 	if (map_edit_write(path, nbuf, nlen, err, errlen) == -1)
 		goto out;

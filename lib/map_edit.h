@@ -30,6 +30,10 @@ struct map_edit_user {
 	unsigned int line;                     /* MAP_EDIT_VIA_USER: its line, else 0 */
 };
 
+/* Parses a whole source; NULL with the first error ("file:line: message") in err. */
+struct map_source *map_edit_parse(const char *name, const char *buf, size_t len, char *err,
+                                  size_t errlen);
+
 /*
  * Parses the source (name is used in messages) and finds how user resolves. Refuses (-1
  * with err) a source that does not compile ("file:line: message"), an address with a

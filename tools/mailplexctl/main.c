@@ -15,6 +15,7 @@
 #include "control.h"
 #include "log.h"
 #include "mailplex_conf.h"
+#include "move.h"
 #include "util.h"
 
 #define CTL_EXIT_OK    0
@@ -55,6 +56,7 @@ static void __attribute__((noreturn)) ctl_usage(const char *why)
 	                "commands:\n");
 	for (size_t i = 0; i < ARRAY_LEN(ctl_commands); i++)
 		fprintf(stderr, "  %s\n", ctl_commands[i].usage);
+	fprintf(stderr, "  move USER --to BACKEND | move --batch FILE | move status [USER]\n");
 	exit(CTL_EXIT_USAGE);
 }
 
@@ -192,6 +194,9 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	/* "mailplexctl move ...": a workflow of its own (move.c), not one request. */
+	if (argc >= 1 && strcmp(argv[0], "move") == 0)
+		return move_main(conf_path, argc - 1, argv + 1);
 	/* "mailplexctl drain RELAY [SERVICE]": drain and undrain are the director's. */
 	if (argc >= 1 && argc < (int)ARRAY_LEN(alias) &&
 	    (strcmp(argv[0], "drain") == 0 || strcmp(argv[0], "undrain") == 0)) {
