@@ -38,6 +38,7 @@ static const struct ctl_command ctl_commands[] = {
     {"map", "publish", 0, 0, "map publish"},
     {"proxy", "status", 0, 0, "proxy status"},
     {"proxy", "kick", 1, 1, "proxy kick USER"},
+    {"queue", "status", 0, 0, "queue status"},
     {"queue", "list", 0, 4, "queue list [backend NAME] [rcpt ADDRESS]"},
     {"queue", "show", 1, 1, "queue show QID"},
     {"queue", "flush", 0, 1, "queue flush [QID]"},
