@@ -36,6 +36,7 @@ static const struct ctl_command ctl_commands[] = {
     {"director", "drain", 1, 2, "director drain RELAY [SERVICE]"},
     {"director", "undrain", 1, 2, "director undrain RELAY [SERVICE]"},
     {"map", "publish", 0, 0, "map publish"},
+    {"map", "status", 0, 0, "map status"},
     {"proxy", "status", 0, 0, "proxy status"},
     {"proxy", "kick", 1, 1, "proxy kick USER"},
     {"queue", "status", 0, 0, "queue status"},
