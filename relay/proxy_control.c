@@ -59,6 +59,9 @@ control_status(struct proxy_ctx *ctx, struct control_reply *r)
 	                     "worker %zu pid %d: %u pre-login, %u logged-in (generation %lu%s)\n",
 	                     ctx->worker, (int)getpid(), pre, in, ctx->generation,
 	                     ctx->retiring ? ", retiring: leaves after its last session" : "");
+	/* Exactly this line: mailplex-relay and mailplexctl move read it. */
+	control_reply_printf(r, "map_version_in_force %llu\n",
+	                     (unsigned long long)(ctx->map != NULL ? ctx->map_in_force : 0));
 	if (in == 0)
 		return;
 	control_reply_printf(r, "  %-8s %-24s %-24s %-28s %-5s %s\n", "ID", "CLIENT", "USER",
