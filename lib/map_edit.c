@@ -167,13 +167,51 @@ edit_user_line(const char *c, size_t cl, const char *state, char *out, size_t ou
 	                  c + ws);
 }
 
+/* Start and end (before LF) of line n, or -1. */
+static int
+line_find(const char *buf, size_t len, unsigned int line, const char **start, const char **stop)
+{
+	const char *p = buf, *end = buf + len, *nl;
+	unsigned int n = 0;
+
+	for (; p < end && line > 0; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		if (++n == line) {
+			*start = p;
+			*stop = nl;
+			return 0;
+		}
+		if (nl == end)
+			break;
+	}
+	return -1;
+}
+
+int
+map_edit_line_text(const char *buf, size_t len, unsigned int line, char *out, size_t outlen)
+{
+	const char *start, *stop;
+	size_t cl;
+
+	if (line_find(buf, len, line, &start, &stop) == -1)
+		return -1;
+	cl = (size_t)(stop - start);
+	if (cl > 0 && start[cl - 1] == '\r')
+		cl--;
+	if (memchr(start, '\0', cl) != NULL)
+		return -1;
+	return str_copy_n(out, outlen, start, cl);
+}
+
 int
 map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key,
-                const char *state, char **out, size_t *outlen, char *err, size_t errlen)
+                const char *state, int whole, char **out, size_t *outlen, char *err,
+                size_t errlen)
 {
 	char repl[MAP_LINE_MAX + 2];
-	const char *p = buf, *end = buf + len, *nl, *start = NULL, *stop = NULL;
-	unsigned int n = 0;
+	const char *end = buf + len, *start = NULL, *stop = NULL;
 	size_t cl, rl = 0, o = 0;
 	char *r;
 	int cr = 0;
@@ -187,19 +225,7 @@ map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key,
 		rl = strlen(repl);
 		start = stop = end;
 	} else {
-		for (; p < end; p = nl + 1) {
-			nl = memchr(p, '\n', (size_t)(end - p));
-			if (nl == NULL)
-				nl = end;
-			if (++n == line) {
-				start = p;
-				stop = nl;
-				break;
-			}
-			if (nl == end)
-				break;
-		}
-		if (start == NULL) {
+		if (line_find(buf, len, line, &start, &stop) == -1) {
 			err_set(err, errlen, "the source has no line %u", line);
 			return -1;
 		}
@@ -208,7 +234,17 @@ map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key,
 			cl--;
 			cr = 1;
 		}
-		if (state != NULL) {
+		if (state != NULL && whole) {
+			if (str_copy(repl, sizeof(repl) - 1, state) == -1 ||
+			    strchr(state, '\n') != NULL) {
+				err_set(err, errlen, "a line too long or with a newline");
+				return -1;
+			}
+			rl = strlen(repl);
+			if (cr)
+				repl[rl++] = '\r';
+			stop = start + cl + cr;
+		} else if (state != NULL) {
 			if (cl > MAP_LINE_MAX ||
 			    edit_user_line(start, cl, state, repl, sizeof(repl) - 1) == -1) {
 				err_set(err, errlen, "line %u is not a user line this tool can edit",
@@ -355,9 +391,9 @@ fail:
 	return -1;
 }
 
-int
-map_edit_user(const char *path, const char *user, const char *state, struct map_source **srcp,
-              char *err, size_t errlen)
+static int
+edit_user(const char *path, const char *user, const char *state, int whole,
+          struct map_source **srcp, char *err, size_t errlen)
 {
 	struct map_source *src = NULL;
 	struct map_edit_user u;
@@ -382,8 +418,12 @@ map_edit_user(const char *path, const char *user, const char *state, struct map_
 		rc = 0;
 		goto out;
 	}
-	if (map_edit_splice(buf, len, u.via == MAP_EDIT_VIA_USER ? u.line : 0, u.key, state, &nbuf,
-	                    &nlen, err, errlen) == -1)
+	if (whole && u.via != MAP_EDIT_VIA_USER) {
+		err_set(err, errlen, "%s has no user line to replace", u.key);
+		goto out;
+	}
+	if (map_edit_splice(buf, len, u.via == MAP_EDIT_VIA_USER ? u.line : 0, u.key, state, whole,
+	                    &nbuf, &nlen, err, errlen) == -1)
 		goto out;
 	if ((src = map_edit_parse(path, nbuf, nlen, err, errlen)) == NULL)
 		goto out;
@@ -398,4 +438,18 @@ out:
 	free(nbuf);
 	free(buf);
 	return rc;
+}
+
+int
+map_edit_user(const char *path, const char *user, const char *state, struct map_source **srcp,
+              char *err, size_t errlen)
+{
+	return edit_user(path, user, state, 0, srcp, err, errlen);
+}
+
+int
+map_edit_user_line(const char *path, const char *user, const char *text,
+                   struct map_source **srcp, char *err, size_t errlen)
+{
+	return edit_user(path, user, text, 1, srcp, err, errlen);
 }

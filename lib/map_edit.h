@@ -45,11 +45,17 @@ int map_edit_locate(const char *name, const char *buf, size_t len, const char *u
 /*
  * A copy of buf with line `line` (1-based) made of state: the line keeps its indentation,
  * the user name as written and its trailing comment, the rest becomes state (a back-end
- * name, or "migrating OLD -> NEW"). state NULL removes the line. line 0 appends
- * "user KEY STATE" as a new last line. Returns 0 (*out malloc'd) or -1 with err.
+ * name, or "migrating OLD -> NEW"); with whole set, state is the line's whole new text.
+ * state NULL removes the line. line 0 appends "user KEY STATE" as a new last line.
+ * Returns 0 (*out malloc'd) or -1 with err.
  */
 int map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key,
-                    const char *state, char **out, size_t *outlen, char *err, size_t errlen);
+                    const char *state, int whole, char **out, size_t *outlen, char *err,
+                    size_t errlen);
+
+/* Line `line` (1-based) of buf without its CR LF. 0, or -1 if absent or too long. */
+int map_edit_line_text(const char *buf, size_t len, unsigned int line, char *out,
+                       size_t outlen);
 
 /* Reads a whole source file (at most MAP_EDIT_SOURCE_MAX bytes). malloc'd, or NULL + err. */
 char *map_edit_read(const char *path, size_t *lenp, char *err, size_t errlen);
@@ -69,5 +75,8 @@ int map_edit_write(const char *path, const char *buf, size_t len, char *err, siz
  */
 int map_edit_user(const char *path, const char *user, const char *state, struct map_source **srcp,
                   char *err, size_t errlen);
+/* The same, the user's line becoming text exactly (a line saved before: a rollback). */
+int map_edit_user_line(const char *path, const char *user, const char *text,
+                       struct map_source **srcp, char *err, size_t errlen);
 
 #endif

@@ -174,7 +174,7 @@ test_append_after_a_last_line_without_newline(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(map_edit_splice(s, strlen(s), 0, "u@x.org", "a", &out, &len, err, sizeof(err)),
+	assert_int_equal(map_edit_splice(s, strlen(s), 0, "u@x.org", "a", 0, &out, &len, err, sizeof(err)),
 	                 0);
 	assert_int_equal(len, strlen(s) + strlen("\nuser u@x.org a\n"));
 	assert_memory_equal(out + strlen(s), "\nuser u@x.org a\n", len - strlen(s));
@@ -189,7 +189,7 @@ test_crlf_line_keeps_its_cr(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(map_edit_splice(s, strlen(s), 2, "u@x.org", "migrating b -> c", &out, &len,
+	assert_int_equal(map_edit_splice(s, strlen(s), 2, "u@x.org", "migrating b -> c", 0, &out, &len,
 	                                 err, sizeof(err)),
 	                 0);
 	assert_int_equal(len, strlen("domain x.org\r\nuser u migrating b -> c # c\r\nrule a-k b\r\n"));
@@ -233,6 +233,28 @@ test_a_broken_source_is_refused_with_file_and_line(void **state)
 	assert_non_null(strstr(err, "mailplex.map:11: usage: user NAME"));
 }
 
+static void
+test_a_saved_line_is_restored_exactly(void **state)
+{
+	char err[256], line[MAP_LINE_MAX + 1], *b;
+	size_t len;
+
+	(void)state;
+	b = slurp(&len);
+	assert_int_equal(map_edit_line_text(b, len, 6, line, sizeof(line)), 0);
+	assert_string_equal(line, "  user John@BigISP.com   fritz   # pinned, \"quoted\" # twice");
+	free(b);
+	assert_int_equal(map_edit_user(path, "john", "migrating fritz -> alf", NULL, err, sizeof(err)),
+	                 0);
+	assert_int_equal(map_edit_user_line(path, "john", line, NULL, err, sizeof(err)), 0);
+	b = slurp(&len);
+	assert_int_equal(len, strlen(SRC));
+	assert_memory_equal(b, SRC, len);
+	free(b);
+	/* Only a user line may be restored that way. */
+	assert_int_equal(map_edit_user_line(path, "bob", "user bob alf", NULL, err, sizeof(err)), -1);
+}
+
 int
 main(void)
 {
@@ -244,6 +266,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_a_user_under_a_rule_is_appended_and_removed_again,
 	                                    setup, teardown),
 	    cmocka_unit_test(test_append_after_a_last_line_without_newline),
+	    cmocka_unit_test_setup_teardown(test_a_saved_line_is_restored_exactly, setup, teardown),
 	    cmocka_unit_test(test_crlf_line_keeps_its_cr),
 	    cmocka_unit_test_setup_teardown(test_an_invalid_result_is_refused_and_nothing_changes,
 	                                    setup, teardown),

@@ -176,7 +176,7 @@ main(int argc, char **argv)
 	int ch, nargs, rc;
 
 	log_init("mailplexctl", 1, LOG_LEVEL_WARN);
-	while ((ch = getopt(argc, argv, "f:s:t:h")) != -1) {
+	while ((ch = getopt(argc, argv, "+f:s:t:h")) != -1) {
 		switch (ch) {
 		case 'f':
 			conf_path = optarg;

@@ -98,10 +98,10 @@ backend(const struct map_source *src, const char *name)
 	return i < 0 ? NULL : &src->tables->backends[i];
 }
 
-/* The user's entry now, from the source. */
+/* The user's entry now, from the source; orig (if not NULL) gets its line's text. */
 static int
-locate(const struct mailplex_conf *conf, const char *user, struct map_edit_user *u, char *err,
-       size_t errlen)
+locate_line(const struct mailplex_conf *conf, const char *user, struct map_edit_user *u,
+            char *orig, size_t origlen, char *err, size_t errlen)
 {
 	size_t len;
 	char *buf;
@@ -110,8 +110,18 @@ locate(const struct mailplex_conf *conf, const char *user, struct map_edit_user 
 	if ((buf = map_edit_read(conf->map.source, &len, err, errlen)) == NULL)
 		return -1;
 	rc = map_edit_locate(conf->map.source, buf, len, user, u, err, errlen);
+	if (rc == 0 && orig != NULL && u->via == MAP_EDIT_VIA_USER &&
+	    map_edit_line_text(buf, len, u->line, orig, origlen) == -1)
+		orig[0] = '\0';
 	free(buf);
 	return rc;
+}
+
+static int
+locate(const struct mailplex_conf *conf, const char *user, struct map_edit_user *u, char *err,
+       size_t errlen)
+{
+	return locate_line(conf, user, u, NULL, 0, err, errlen);
 }
 
 /*
@@ -156,8 +166,9 @@ rollback(const struct mailplex_conf *conf, struct move_state *st)
 	    strcmp(u.backend, st->old) == 0) {
 		(void)str_format(msg, sizeof(msg), "%s; %s stays on %s", st->error, st->user,
 		                 st->old);
-	} else if (move_publish(conf, st->user, st->via_user ? st->old : NULL, &v, err,
-	                        sizeof(err)) == 0) {
+	} else if (move_publish(conf, st->user,
+	                        st->via_user ? (st->orig[0] != '\0' ? st->orig : st->old) : NULL,
+	                        st->via_user && st->orig[0] != '\0', &v, err, sizeof(err)) == 0) {
 		(void)str_format(msg, sizeof(msg), "%s; %s is back on %s (map version %llu)",
 		                 st->error, st->user, st->old, (unsigned long long)v);
 	} else {
@@ -176,8 +187,8 @@ fail(const struct move_ctx *ctx, struct move_state *st, int step, const char *wh
 
 	st->status = MOVE_FAILED;
 	st->failed_step = step;
-	(void)str_format(st->error, sizeof(st->error), "failed at %s: %s", move_step_name(step),
-	                 why);
+	(void)str_format(st->error, sizeof(st->error), "failed at step \"%s\": %s",
+	                 move_step_action(step), why);
 	if (step < MOVE_STEP_DONE || st->step < MOVE_STEP_DONE)
 		rollback(ctx->conf, st);
 	if (move_state_save(ctx->conf, st, err, sizeof(err)) == -1)
@@ -210,9 +221,10 @@ move_begin(const struct move_ctx *ctx, const char *user, const char *to, struct 
 	const struct mailplex_conf *conf = ctx->conf;
 	struct map_edit_user u;
 	struct move_state old;
+	char orig[MAP_LINE_MAX + 1] = "";
 	int had;
 
-	if (locate(conf, user, &u, err, errlen) == -1)
+	if (locate_line(conf, user, &u, orig, sizeof(orig), err, errlen) == -1)
 		return -1;
 	if ((had = move_state_load(conf, u.key, &old, err, errlen)) == -1)
 		return -1;
@@ -267,6 +279,7 @@ move_begin(const struct move_ctx *ctx, const char *user, const char *to, struct 
 	(void)str_copy(st->old, sizeof(st->old), u.backend);
 	(void)str_copy(st->new, sizeof(st->new), to);
 	st->via_user = u.via == MAP_EDIT_VIA_USER;
+	(void)str_copy(st->orig, sizeof(st->orig), orig);
 	st->step = MOVE_STEP_START;
 	st->status = MOVE_RUNNING;
 	return 1;
@@ -309,7 +322,7 @@ move_run(const struct move_ctx *ctx, const char *user, const char *to)
 		goto failed;
 	if (st.step < MOVE_STEP_MIGRATING) {
 		(void)str_format(state, sizeof(state), "migrating %s -> %s", st.old, st.new);
-		if (move_publish(conf, st.user, state, &v, err, sizeof(err)) == -1) {
+		if (move_publish(conf, st.user, state, 0, &v, err, sizeof(err)) == -1) {
 			fail(ctx, &st, MOVE_STEP_MIGRATING, err);
 			goto failed;
 		}
@@ -354,7 +367,7 @@ move_run(const struct move_ctx *ctx, const char *user, const char *to)
 		if (record(ctx, &st, MOVE_STEP_VERIFIED) != 0)
 			goto failed;
 	}
-	if (move_publish(conf, st.user, st.new, &v, err, sizeof(err)) == -1) {
+	if (move_publish(conf, st.user, st.new, 0, &v, err, sizeof(err)) == -1) {
 		fail(ctx, &st, MOVE_STEP_DONE, err);
 		goto failed;
 	}
@@ -520,8 +533,27 @@ move_usage(void)
 {
 	fprintf(stderr, "usage: mailplexctl move USER --to BACKEND\n"
 	                "       mailplexctl move --batch FILE\n"
-	                "       mailplexctl move status [USER]\n");
+	                "       mailplexctl move status [USER]\n"
+	                "       mailplexctl move config\n");
 	return MOVE_EXIT_USAGE;
+}
+
+/* The settings a move would run with, one "key value" per line (the password file's
+ * path, never its content). */
+static void
+move_config_print(const struct mailplex_conf *conf)
+{
+	const struct mailplex_conf_move *m = &conf->move;
+
+	printf("mode %s\nmap.source %s\nmap.db %s\nstate_dir %s\nmaster_user %s\n"
+	       "master_password_file %s\nbarrier_timeout %llums\ncopy_timeout %llums\n"
+	       "verify %s\nimap_timeout %llums\nconcurrency %lld\ncopy_command %s\n",
+	       m->mode == MAILPLEX_MOVE_LOCAL ? "local" : "cluster", conf->map.source,
+	       conf->map.db, m->state_dir, m->master_user != NULL ? m->master_user : "-",
+	       m->master_password_file, (unsigned long long)m->barrier_timeout_ms,
+	       (unsigned long long)m->copy_timeout_ms, m->verify ? "true" : "false",
+	       (unsigned long long)m->imap_timeout_ms, (long long)m->concurrency,
+	       m->copy_command);
 }
 
 int
@@ -540,6 +572,11 @@ move_main(const char *conf_path, int argc, char **argv)
 	}
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.conf = &conf;
+	if (strcmp(argv[0], "config") == 0 && argc == 1) {
+		move_config_print(&conf);
+		mailplex_conf_free(&conf);
+		return MOVE_EXIT_OK;
+	}
 	if (strcmp(argv[0], "status") == 0) {
 		rc = argc <= 2 ? move_status_print(&conf, argc == 2 ? argv[1] : NULL) : move_usage();
 		if (argc == 2 && rc == 1) {

@@ -12,6 +12,7 @@
 
 #include "mailplex_conf.h"
 #include "map.h"
+#include "map_source.h"
 
 #define MOVE_ERR_MAX      1024
 #define MOVE_PASSWORD_MAX 256
@@ -44,6 +45,7 @@ struct move_state {
 	uint64_t version; /* the map version that made the user migrating */
 	uint64_t started, updated; /* unix time */
 	char error[MOVE_ERR_MAX];  /* MOVE_FAILED: why, and how the rollback went */
+	char orig[MAP_LINE_MAX + 1]; /* the user's line as it was, restored by a rollback */
 };
 
 /* One move's context: the config, the master password, the batch prefix. */
@@ -57,6 +59,8 @@ struct move_ctx {
 int move_main(const char *conf_path, int argc, char **argv);
 
 const char *move_step_name(int step);
+/* The action that leads to a step ("copy" for copied): failures name it. */
+const char *move_step_action(int step);
 int move_step_parse(const char *name);
 const char *move_status_name(int status);
 
@@ -78,7 +82,8 @@ int move_lock(const struct mailplex_conf *conf, const char *name, int wait, char
 int move_status_print(const struct mailplex_conf *conf, const char *user);
 
 /* move_publish.c: the map goes out, and the barrier waits until it is in force. */
-int move_publish(const struct mailplex_conf *conf, const char *user, const char *state,
+/* The user's entry set to state (see map_edit_user; whole: map_edit_user_line), published. */
+int move_publish(const struct mailplex_conf *conf, const char *user, const char *state, int whole,
                  uint64_t *version, char *err, size_t errlen);
 int move_barrier(const struct mailplex_conf *conf, const char *user, uint64_t version,
                  int *reached_step, char *err, size_t errlen);

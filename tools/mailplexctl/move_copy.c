@@ -38,6 +38,13 @@ env_port(const char *name, uint16_t port)
 	return env_set(name, buf);
 }
 
+/* Dovecot's imapc_ssl for the map's tls= of a back end. */
+static const char *
+imapc_ssl(enum map_tls t)
+{
+	return t == MAP_TLS_ON ? "starttls" : t == MAP_TLS_IMPLICIT ? "imaps" : "no";
+}
+
 /* The child: environment, descriptors, process group; never returns. */
 static void __attribute__((noreturn))
 copy_child(const struct move_ctx *ctx, const struct move_state *st, const struct map_backend *oldb,
@@ -54,6 +61,7 @@ copy_child(const struct move_ctx *ctx, const struct move_state *st, const struct
 	    env_set("MAILPLEX_OLD_HOST", oldb->imap.host) == -1 ||
 	    env_port("MAILPLEX_OLD_IMAP_PORT", oldb->imap.port) == -1 ||
 	    env_set("MAILPLEX_OLD_TLS", map_tls_name(oldb->tls)) == -1 ||
+	    env_set("MAILPLEX_OLD_IMAPC_SSL", imapc_ssl(oldb->tls)) == -1 ||
 	    env_set("MAILPLEX_NEW_HOST", newb->imap.host) == -1 ||
 	    env_port("MAILPLEX_NEW_IMAP_PORT", newb->imap.port) == -1 ||
 	    env_set("MAILPLEX_NEW_TLS", map_tls_name(newb->tls)) == -1 ||

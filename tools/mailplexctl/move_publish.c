@@ -80,10 +80,12 @@ move_parse_in_force(const char *body, uint64_t *version)
  * "published N" then "relay NAME map_installed N map_in_force N state STATE" per member.
  * A member that has left the pool (its agent asked to be drained, the drain ended and its
  * daemons stop) holds no session and delivers nothing: it is not waited for. Every other
- * member is, draining and down ones included: a drained relay still finishes its sessions
- * and its queue runner still delivers what it holds, and one that cannot be reached may
- * come back with both, so the move waits (and fails at the barrier timeout) rather than
- * let it deliver to the old back end after the copy.
+ * member is, draining, not-ready and silent ones included: a draining relay still finishes
+ * its sessions and its queue runner still delivers what it holds, and a silent one may
+ * come back with both, so the move waits (and fails at the barrier timeout, or goes on
+ * once the director forgets the relay) rather than let it deliver to the old back end
+ * after the copy. Relays listed statically run no agent and report no map: keeping their
+ * map current is the operator's (INSTALL says so).
  */
 int
 move_parse_map_status(const char *body, uint64_t version, char *lagging, size_t laglen)
@@ -117,7 +119,8 @@ move_parse_map_status(const char *body, uint64_t version, char *lagging, size_t 
 		           name, &inst, &inforce, state, &n) != 4 ||
 		    line[n] != '\0')
 			return -1;
-		if (strcmp(state, "left") == 0 || strcmp(state, "gone") == 0)
+		if (strcmp(state, "left") == 0 || strcmp(state, "gone") == 0 ||
+		    strcmp(state, "static") == 0)
 			continue;
 		if (inforce < version && lagging[0] == '\0')
 			(void)str_format(lagging, laglen, "%s (state %s, map in force %llu)", name,
@@ -150,7 +153,7 @@ publish_director(const struct mailplex_conf *conf, uint64_t *version, char *err,
 }
 
 int
-move_publish(const struct mailplex_conf *conf, const char *user, const char *state,
+move_publish(const struct mailplex_conf *conf, const char *user, const char *state, int whole,
              uint64_t *version, char *err, size_t errlen)
 {
 	struct map_compile_stats cs;
@@ -161,9 +164,9 @@ move_publish(const struct mailplex_conf *conf, const char *user, const char *sta
 	/* One edit and publish at a time: moves of a batch run in parallel. */
 	if ((lock = move_lock(conf, "map", 1, err, errlen)) == -1)
 		return -1;
-	if (map_edit_user(conf->map.source, user, state,
-	                  conf->move.mode == MAILPLEX_MOVE_LOCAL ? &src : NULL, lerr,
-	                  sizeof(lerr)) == -1) {
+	if ((whole ? map_edit_user_line : map_edit_user)(
+	        conf->map.source, user, state, conf->move.mode == MAILPLEX_MOVE_LOCAL ? &src : NULL,
+	        lerr, sizeof(lerr)) == -1) {
 		err_set(err, errlen, "editing the map source: %s", lerr);
 		goto out;
 	}

@@ -27,12 +27,23 @@ static const char *const step_names[] = {
     "start",          "migrating-published", "sessions-closed", "queue-drained",
     "copied",         "verified",            "done",
 };
+/* What is being done to reach each step: the words of a failure message. */
+static const char *const step_actions[] = {
+    "start",       "publish migrating", "close sessions", "drain the queue",
+    "copy",        "verify",            "publish on the new back end",
+};
 static const char *const status_names[] = {"running", "failed", "done"};
 
 const char *
 move_step_name(int step)
 {
 	return step >= 0 && (size_t)step < ARRAY_LEN(step_names) ? step_names[step] : "?";
+}
+
+const char *
+move_step_action(int step)
+{
+	return step >= 0 && (size_t)step < ARRAY_LEN(step_actions) ? step_actions[step] : "?";
 }
 
 int
@@ -100,7 +111,7 @@ field_copy(char *dst, size_t dstlen, const char *v)
 int
 move_state_parse(const char *buf, size_t len, struct move_state *st)
 {
-	char line[MOVE_ERR_MAX + 32];
+	char line[MAP_LINE_MAX + 32];
 	const char *p = buf, *end = buf + len, *nl;
 	uint64_t v;
 	int seen_user = 0, r;
@@ -153,6 +164,8 @@ move_state_parse(const char *buf, size_t len, struct move_state *st)
 				else
 					st->updated = v;
 			}
+		} else if (strcmp(line, "orig") == 0) {
+			r = field_copy(st->orig, sizeof(st->orig), eq);
 		} else if (strcmp(line, "error") == 0) {
 			r = field_copy(st->error, sizeof(st->error), eq);
 		}
@@ -222,11 +235,12 @@ move_state_save(const struct mailplex_conf *conf, struct move_state *st, char *e
 			*p = ' ';
 	r = str_format(buf, sizeof(buf),
 	               "user=%s\nold=%s\nnew=%s\nvia=%s\nstep=%s\nstatus=%s\nfailed_step=%s\n"
-	               "version=%llu\nstarted=%llu\nupdated=%llu\nerror=%s\n",
+	               "version=%llu\nstarted=%llu\nupdated=%llu\norig=%s\nerror=%s\n",
 	               st->user, st->old, st->new, st->via_user ? "user" : "rule",
 	               move_step_name(st->step), move_status_name(st->status),
 	               move_step_name(st->failed_step), (unsigned long long)st->version,
-	               (unsigned long long)st->started, (unsigned long long)st->updated, st->error);
+	               (unsigned long long)st->started, (unsigned long long)st->updated, st->orig,
+	               st->error);
 	if (r == -1 || move_state_path(conf, st->user, STATE_SUFFIX, path, sizeof(path)) == -1 ||
 	    str_format(tmp, sizeof(tmp), "%s.tmp", path) == -1) {
 		err_set(err, errlen, "%s: state too long", st->user);
@@ -314,7 +328,7 @@ move_status_print(const struct mailplex_conf *conf, const char *user)
 		return 2;
 	}
 	while ((de = readdir(d)) != NULL && n < STATUS_ROWS_MAX) {
-		char path[4096], buf[STATE_FILE_MAX + 1];
+		char path[4096], buf[STATE_FILE_MAX + 1]; /* read whole: parse refuses longer */
 		size_t l = strlen(de->d_name);
 		ssize_t r;
 		int fd;
@@ -364,7 +378,7 @@ move_status_print(const struct mailplex_conf *conf, const char *user)
 			(void)str_copy(when, sizeof(when), "-");
 		printf("%-32s %-12s %-12s %-8s %-20s %-20s %s\n", v[i].user, v[i].old, v[i].new,
 		       move_status_name(v[i].status),
-		       v[i].status == MOVE_FAILED ? move_step_name(v[i].failed_step)
+		       v[i].status == MOVE_FAILED ? move_step_action(v[i].failed_step)
 		                                  : move_step_name(v[i].step),
 		       when, v[i].status == MOVE_FAILED ? v[i].error : "-");
 	}
