@@ -356,6 +356,12 @@ $CTL move --batch "$T/bad" >"$T/bad.out" 2>&1
 check "a batch file with an error is refused with file:line (exit 2)" \
 	sh -c "[ $? = 2 ] && grep -q '$T/bad:2: expected USER BACKEND' '$T/bad.out'"
 
+# The shipped example shows every move key at its compiled-in default.
+printf 'user = "nobody";\n' >"$T/empty.conf"
+check "conf/mailplex.conf's move section shows the defaults (copy_command included)" sh -c \
+	"$BIN/mailplexctl -f '$HERE/../../conf/mailplex.conf' move config >'$T/c1' &&
+	$BIN/mailplexctl -f '$T/empty.conf' move config >'$T/c2' && cmp -s '$T/c1' '$T/c2'"
+
 for f in mx.log proxy.log; do
 	check "no sanitizer report in $f" sh -c "! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/$f'"
 done
