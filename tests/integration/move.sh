@@ -83,7 +83,7 @@ done
 
 # ---- two Dovecots: passwd-file users, a master user "mover" (AUTHENTICATE PLAIN with
 # an authorization id, or LOGIN user*mover), LMTP and IMAP ----
-USERS="carl dora erin frank"
+USERS="carl dora erin frank gus"
 dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT
 	D=$T/$1
 	mkdir -p "$D/run" "$D/state" "$D/home"
@@ -162,6 +162,7 @@ def seed(user, folders):
 seed("carl", [("INBOX", 3), ("Work", 2), ("Lists.Dev", 4)])
 seed("erin", [("INBOX", 2)])
 seed("frank", [("INBOX", 1), ("Archive", 2)])
+seed("gus", [("INBOX", 2), ("Sent", 1)])
 PY
 
 # msgids HOST PORT USER: every Message-ID in every folder, one per line (as the master user)
@@ -194,6 +195,7 @@ domain mail.test
 user carl   d1   # moved while mail arrives
 user dora   d1   # the failing move
 user frank  d1
+user gus    d1   # interrupted, then resumed
 # erin has no user line: the rule covers her
 rule a-z d1
 MAP
@@ -339,6 +341,29 @@ PY
 dora_has_it() { msgids $BE1 $IMAP1 dora | grep -q after-fail; }
 check "... and is there" wait_for "dora's message on d1" dora_has_it
 
+# ---- gus: the move is killed during the copy, then resumed ----
+sed "s|^move = {|move = {\n\tcopy_command = \"kill -9 \$PPID\";|" "$T/mailplex.conf" >"$T/kill.conf"
+$BIN/mailplexctl -f "$T/kill.conf" move gus --to d2 >"$T/kill.out" 2>&1
+check "a move killed during its copy dies (exit 137)" test $? = 137
+check "move status shows it running, stopped after queue-drained" sh -c \
+	"$CTL move status gus | grep -q '^gus@mail.test .* running .*queue-drained '"
+check "meanwhile gus's mail is deferred with 4xx" python3 - $MX $SMTPD <<'PY'
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=10)
+try:
+    s.sendmail("x@example.org", ["gus@mail.test"], b"Subject: x\r\n\r\nx\r\n")
+    sys.exit(1)
+except smtplib.SMTPRecipientsRefused as e:
+    sys.exit(0 if 400 <= e.recipients["gus@mail.test"][0] < 500 else 1)
+PY
+$CTL move gus --to d1 >"$T/other.out" 2>&1
+check "another target while it is unfinished is refused" \
+	sh -c "[ $? = 1 ] && grep -q 'a move of gus@mail.test to d2 is unfinished' '$T/other.out'"
+check "running it again resumes after queue-drained and finishes" sh -c \
+	"$CTL move gus --to d2 >'$T/resume.out' 2>&1 && grep -q 'resuming after step queue-drained' '$T/resume.out' &&
+	grep -q 'done: published on d2' '$T/resume.out'"
+check "gus's mail is on d2" test "$(msgids $BE2 $IMAP2 gus | wc -l)" = 3
+
 # ---- a batch: erin (under the rule: a user line is appended) and frank ----
 cat >"$T/batch" <<B
 # user  new back end
@@ -366,6 +391,8 @@ for f in mx.log proxy.log; do
 	check "no sanitizer report in $f" sh -c "! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/$f'"
 done
 check "no password in the move's output or the daemons' logs" sh -c \
-	"! grep -q 'master-secret' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/mx.log' '$T/proxy.log'"
+	"! grep -q 'master-secret' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/mx.log' '$T/proxy.log'"
+check "no sanitizer report from mailplexctl" sh -c \
+	"! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/kill.out'"
 [ $fail -eq 0 ] || { tail -20 "$T/mx.log" >&2; tail -20 "$T/sender.log" >&2; }
 exit $fail
