@@ -1,6 +1,7 @@
 #!/bin/sh
 # mailplexctl move in local mode against two real Dovecot back ends (d1 = OLD on
-# 127.0.0.161, d2 = NEW on .162; IMAP + LMTP, a master user, passwd-file users), with
+# 127.0.0.161, plain; d2 = NEW on .162, tls=on: the check, the proxy and the queue runner
+# reach it with STARTTLS; IMAP + LMTP, a master user, passwd-file users), with
 # mailplex-smtpd (receiver + queue runner) and mailplex-proxy on .160 reading a map
 # compiled from a source file. carl has mail in INBOX and two other folders on d1 and is
 # moved to d2 while a sender keeps mailing him (retrying on 4xx): afterwards every
@@ -74,17 +75,22 @@ wait_for() { # DESCRIPTION COMMAND...: at most 60 s (300 x 0.2 s)
 	return 1
 }
 
-for tool in python3 dovecot doveadm; do
+for tool in python3 dovecot doveadm openssl; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
 done
 for p in mailplex-smtpd mailplex-proxy mailplex-map mailplexctl; do
 	[ -x "$BIN/$p" ] || die "no $BIN/$p"
 done
 
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=d2.mail.test" \
+	-addext "subjectAltName=IP:$BE2" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
+	die "openssl req failed"
+chmod 644 "$T/key.pem" "$T/cert.pem"
+
 # ---- two Dovecots: passwd-file users, a master user "mover" (AUTHENTICATE PLAIN with
 # an authorization id, or LOGIN user*mover), LMTP and IMAP ----
 USERS="carl dora erin frank gus"
-dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT
+dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL-CONFIG
 	D=$T/$1
 	mkdir -p "$D/run" "$D/state" "$D/home"
 	: >"$D/users"
@@ -101,7 +107,7 @@ state_dir = $D/state
 protocols = lmtp imap
 listen = $2
 disable_plaintext_auth = no
-ssl = no
+$5
 log_path = $D/dovecot.log
 mail_location = maildir:~/Maildir
 auth_username_format = %Ln
@@ -139,8 +145,10 @@ CONF
 	PIDS="$PIDS $!"
 	wait_port "$2" "$4" || die "dovecot $1 did not start: $(cat "$D/stdout" "$D/dovecot.log" 2>/dev/null)"
 }
-dovecot_start d1 $BE1 $LMTP1 $IMAP1
-dovecot_start d2 $BE2 $LMTP2 $IMAP2
+dovecot_start d1 $BE1 $LMTP1 $IMAP1 "ssl = no"
+dovecot_start d2 $BE2 $LMTP2 $IMAP2 "ssl = yes
+ssl_cert = <$T/cert.pem
+ssl_key = <$T/key.pem"
 printf 'master-secret\n' >"$T/master.pass"
 chmod 600 "$T/master.pass"
 
@@ -190,7 +198,7 @@ PY
 cat >"$T/map" <<MAP
 # move.sh: d1 is the old back end, d2 the new one
 backend d1 lmtp=$BE1:$LMTP1 imap=$BE1:$IMAP1 tls=off
-backend d2 lmtp=$BE2:$LMTP2 imap=$BE2:$IMAP2 tls=off
+backend d2 lmtp=$BE2:$LMTP2 imap=$BE2:$IMAP2 tls=on
 domain mail.test
 user carl   d1   # moved while mail arrives
 user dora   d1   # the failing move
@@ -218,6 +226,7 @@ smtpd = {
 	queue_min_backoff = "1s";
 	queue_max_backoff = "1s";
 	delivery_timeout = "10s";
+	backend_ca_file = "$T/cert.pem";
 };
 proxy = {
 	imap = [ "$MX:$PIMAP" ];
@@ -225,6 +234,7 @@ proxy = {
 	workers = 2;
 	control = "$T/ctl/proxy.sock";
 	backend_client_address = "none";
+	backend_ca_file = "$T/cert.pem";
 };
 move = {
 	mode = "local";

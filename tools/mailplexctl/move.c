@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -566,6 +567,8 @@ move_main(const char *conf_path, int argc, char **argv)
 
 	if (argc < 1)
 		return move_usage();
+	/* A back end that closes during a TLS write must give an error, not kill us. */
+	(void)signal(SIGPIPE, SIG_IGN);
 	if (mailplex_conf_load(conf_path, &conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "mailplexctl: %s\n", err);
 		return MOVE_EXIT_USAGE;
@@ -578,15 +581,13 @@ move_main(const char *conf_path, int argc, char **argv)
 		return MOVE_EXIT_OK;
 	}
 	if (strcmp(argv[0], "status") == 0) {
-		rc = argc <= 2 ? move_status_print(&conf, argc == 2 ? argv[1] : NULL) : move_usage();
-		if (argc == 2 && rc == 1) {
-			/* A user given as written: look it up as its normalized key. */
-			struct map_edit_user u;
+		struct map_edit_user u;
+		const char *who = argc == 2 ? argv[1] : NULL;
 
-			if (locate(&conf, argv[1], &u, err, sizeof(err)) == 0 &&
-			    strcmp(u.key, argv[1]) != 0)
-				rc = move_status_print(&conf, u.key);
-		}
+		/* A user as written ("carl") is recorded by its key ("carl@mail.test"). */
+		if (who != NULL && locate(&conf, who, &u, err, sizeof(err)) == 0)
+			who = u.key;
+		rc = argc <= 2 ? move_status_print(&conf, who) : move_usage();
 		mailplex_conf_free(&conf);
 		return rc;
 	}

@@ -53,6 +53,7 @@ copy_child(const struct move_ctx *ctx, const struct move_state *st, const struct
 	int null;
 
 	(void)setpgid(0, 0);
+	(void)signal(SIGPIPE, SIG_DFL); /* mailplexctl ignores it; the command must not */
 	if ((null = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1 || dup2(null, 0) == -1 ||
 	    dup2(out, 1) == -1 || dup2(out, 2) == -1)
 		_exit(126);

@@ -401,7 +401,11 @@ mailbox_counts(struct imap_conn *c, struct folders *f, char *err, size_t errlen)
 		}
 		f->v[i].messages = s.messages;
 	}
-	(void)conn_command(c, "LOGOUT", 0, NULL, NULL, err, errlen);
+	{
+		char scratch[MOVE_ERR_MAX]; /* the BYE that answers LOGOUT is no error */
+
+		(void)conn_command(c, "LOGOUT", 0, NULL, NULL, scratch, sizeof(scratch));
+	}
 	return 0;
 }
 
