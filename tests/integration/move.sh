@@ -89,7 +89,7 @@ chmod 644 "$T/key.pem" "$T/cert.pem"
 
 # ---- two Dovecots: passwd-file users, a master user "mover" (AUTHENTICATE PLAIN with
 # an authorization id, or LOGIN user*mover), LMTP and IMAP ----
-USERS="carl dora erin frank gus"
+USERS="carl dora erin frank gus hal"
 dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL-CONFIG
 	D=$T/$1
 	mkdir -p "$D/run" "$D/state" "$D/home"
@@ -171,6 +171,7 @@ seed("carl", [("INBOX", 3), ("Work", 2), ("Lists.Dev", 4)])
 seed("erin", [("INBOX", 2)])
 seed("frank", [("INBOX", 1), ("Archive", 2)])
 seed("gus", [("INBOX", 2), ("Sent", 1)])
+seed("hal", [("INBOX", 1), ("Drafts", 1)])
 PY
 
 # msgids HOST PORT USER: every Message-ID in every folder, one per line (as the master user)
@@ -204,6 +205,7 @@ user carl   d1   # moved while mail arrives
 user dora   d1   # the failing move
 user frank  d1
 user gus    d1   # interrupted, then resumed
+user hal    d1   # cluster mode, through a stand-in for the director
 # erin has no user line: the rule covers her
 rule a-z d1
 MAP
@@ -397,12 +399,40 @@ check "conf/mailplex.conf's move section shows the defaults (copy_command includ
 	"$BIN/mailplexctl -f '$HERE/../../conf/mailplex.conf' move config >'$T/c1' &&
 	$BIN/mailplexctl -f '$T/empty.conf' move config >'$T/c2' && cmp -s '$T/c1' '$T/c2'"
 
+# ---- hal, in cluster mode: the director (a stand-in) publishes, its relays are waited for ----
+"$HERE/move_director.py" "$T/ctl/director.sock" "$BIN/mailplex-map" "$T/map" "$T/map.db" \
+	"$T/lag" "$T/director-stop" >"$T/director.log" 2>&1 &
+DIRECTOR=$!
+PIDS="$PIDS $DIRECTOR"
+wait_for "the director stand-in's socket" test -S "$T/ctl/director.sock" || die "no director stand-in"
+sed -e 's|mode = "local";|mode = "cluster";|' -e 's|barrier_timeout = "60s";|barrier_timeout = "3s";|' \
+	-e "s|^move = {|director = { control = \"$T/ctl/director.sock\"; };\nmove = {|" \
+	"$T/mailplex.conf" >"$T/cluster.conf"
+echo 0 >"$T/lag"
+cp "$T/map" "$T/map.before-hal"
+$BIN/mailplexctl -f "$T/cluster.conf" move hal --to d2 >"$T/cluster1.out" 2>&1
+check "cluster: a relay that never takes the migrating map fails the move (exit 1)" test $? = 1
+cat "$T/cluster1.out"
+check "... at the barrier, naming the relay (a static one is not waited for)" grep -q \
+	'failed at step "close sessions": map version [0-9]* not in force after 3 s: relay r1 (state admitted, map in force 0); hal@mail.test is back on d1' \
+	"$T/cluster1.out"
+check "... and hal's line is back, byte for byte" cmp -s "$T/map.before-hal" "$T/map"
+rm -f "$T/lag"
+check "cluster: once the relays follow, the move succeeds" sh -c \
+	"$BIN/mailplexctl -f '$T/cluster.conf' move hal --to d2 >'$T/cluster2.out' 2>&1 &&
+	grep -q 'done: published on d2' '$T/cluster2.out'"
+cat "$T/cluster2.out"
+check "hal's mail is on d2 and the map says so" sh -c \
+	"[ \$(grep -c '^user hal d2 ' '$T/map') = 1 ] && $BIN/mailplex-map lookup '$T/map.db' hal | grep -q d2"
+check "hal's two messages are on d2" test "$(msgids $BE2 $IMAP2 hal | wc -l)" = 2
+touch "$T/director-stop"
+
 for f in mx.log proxy.log; do
 	check "no sanitizer report in $f" sh -c "! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/$f'"
 done
 check "no password in the move's output or the daemons' logs" sh -c \
 	"! grep -q 'master-secret' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/mx.log' '$T/proxy.log'"
 check "no sanitizer report from mailplexctl" sh -c \
-	"! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/kill.out'"
+	"! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/kill.out' '$T/cluster1.out' '$T/cluster2.out'"
 [ $fail -eq 0 ] || { tail -20 "$T/mx.log" >&2; tail -20 "$T/sender.log" >&2; }
 exit $fail
