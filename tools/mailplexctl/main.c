@@ -1,7 +1,8 @@
 /*
  * mailplexctl: sends one request to a mailplex daemon's control socket and prints the
  * reply. Owns argument checking and exit codes only: 0 the daemon said ok, 1 it said
- * error, 2 usage, config or connection trouble. It never changes anything by itself.
+ * error, 2 usage, config or connection trouble. It never changes anything by itself, except
+ * `move`, a workflow of its own (move.c).
  * The proxy's and mailplex-smtpd's workers each serve <control>.<index>: their commands go
  * to all of them.
  */
@@ -58,7 +59,8 @@ static void __attribute__((noreturn)) ctl_usage(const char *why)
 	                "commands:\n");
 	for (size_t i = 0; i < ARRAY_LEN(ctl_commands); i++)
 		fprintf(stderr, "  %s\n", ctl_commands[i].usage);
-	fprintf(stderr, "  move USER --to BACKEND | move --batch FILE | move status [USER]\n");
+	fprintf(stderr, "  move USER --to BACKEND | move --batch FILE | move status [USER] | "
+	                "move config\n");
 	exit(CTL_EXIT_USAGE);
 }
 
