@@ -155,10 +155,15 @@ check_published(const struct mailplex_conf *conf, const char *key, const char *o
 	return rc;
 }
 
-/* Puts the user back on OLD after a failure; appends how that went to st->error. */
-static void
+/*
+ * Puts the user back on OLD after a failure; appends how that went to st->error. 0, or -1
+ * when that failed too.
+ */
+static int
 rollback(const struct mailplex_conf *conf, struct move_state *st)
 {
+	int rc = 0;
+
 	char err[MOVE_ERR_MAX], msg[MOVE_ERR_MAX];
 	struct map_edit_user u;
 	uint64_t v;
@@ -174,11 +179,14 @@ rollback(const struct mailplex_conf *conf, struct move_state *st)
 		                 st->error, st->user, st->old, (unsigned long long)v);
 	} else {
 		(void)str_format(msg, sizeof(msg),
-		                 "%s; putting %s back on %s failed too (%s): it is still "
-		                 "migrating, its mail waits; run the move again to resume",
+		                 "%s; putting %s back on %s failed too (%s): its mail waits; run "
+		                 "the move again to resume it, or put the user's line back in "
+		                 "map.source and publish it",
 		                 st->error, st->user, st->old, err);
+		rc = -1;
 	}
 	(void)str_copy(st->error, sizeof(st->error), msg);
+	return rc;
 }
 
 static int
@@ -190,8 +198,9 @@ fail(const struct move_ctx *ctx, struct move_state *st, int step, const char *wh
 	st->failed_step = step;
 	(void)str_format(st->error, sizeof(st->error), "failed at step \"%s\": %s",
 	                 move_step_action(step), why);
-	if (step < MOVE_STEP_DONE || st->step < MOVE_STEP_DONE)
-		rollback(ctx->conf, st);
+	/* Not back on OLD: the record stays "running", so that running it again resumes. */
+	if (rollback(ctx->conf, st) == -1)
+		st->status = MOVE_RUNNING;
 	if (move_state_save(ctx->conf, st, err, sizeof(err)) == -1)
 		fprintf(stderr, "mailplexctl: move %s: cannot record the failure: %s\n", st->user,
 		        err);

@@ -380,7 +380,7 @@ move_status_print(const struct mailplex_conf *conf, const char *user)
 		       move_status_name(v[i].status),
 		       v[i].status == MOVE_FAILED ? move_step_action(v[i].failed_step)
 		                                  : move_step_name(v[i].step),
-		       when, v[i].status == MOVE_FAILED ? v[i].error : "-");
+		       when, v[i].error[0] != '\0' ? v[i].error : "-");
 	}
 	free(v);
 	(void)err;
