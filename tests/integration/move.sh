@@ -353,6 +353,16 @@ PY
 dora_has_it() { msgids $BE1 $IMAP1 dora | grep -q after-fail; }
 check "... and is there" wait_for "dora's message on d1" dora_has_it
 
+# ---- dora again: a copy that copies nothing is caught by the check ----
+sed "s|^move = {|move = {\n\tcopy_command = \"true\";|" "$T/mailplex.conf" >"$T/nocopy.conf"
+$BIN/mailplexctl -f "$T/nocopy.conf" move dora --to d2 >"$T/nocopy.out" 2>&1
+check "a copy that copied nothing fails the check (exit 1)" test $? = 1
+cat "$T/nocopy.out"
+check "... naming the verify step and the folder" grep -q \
+	'failed at step "verify": folder INBOX: 1 messages on d1, 0 on d2; dora@mail.test is back on d1' \
+	"$T/nocopy.out"
+check "... and the source is byte for byte what it was" cmp -s "$T/map.before-dora" "$T/map"
+
 # ---- gus: the move is killed during the copy, then resumed ----
 sed "s|^move = {|move = {\n\tcopy_command = \"kill -9 \$PPID\";|" "$T/mailplex.conf" >"$T/kill.conf"
 $BIN/mailplexctl -f "$T/kill.conf" move gus --to d2 >"$T/kill.out" 2>&1
@@ -433,6 +443,6 @@ done
 check "no password in the move's output or the daemons' logs" sh -c \
 	"! grep -q 'master-secret' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/mx.log' '$T/proxy.log'"
 check "no sanitizer report from mailplexctl" sh -c \
-	"! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/kill.out' '$T/cluster1.out' '$T/cluster2.out'"
+	"! grep -q 'ERROR: AddressSanitizer\|runtime error:' '$T/move.out' '$T/fail.out' '$T/batch.out' '$T/resume.out' '$T/kill.out' '$T/cluster1.out' '$T/cluster2.out' '$T/nocopy.out'"
 [ $fail -eq 0 ] || { tail -20 "$T/mx.log" >&2; tail -20 "$T/sender.log" >&2; }
 exit $fail
