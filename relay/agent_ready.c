@@ -32,7 +32,8 @@ status_in_force(const char *body)
 		if (strncmp(p, IN_FORCE_KEY, strlen(IN_FORCE_KEY)) == 0) {
 			p += strlen(IN_FORCE_KEY);
 			n = strcspn(p, "\n");
-			if (n == 0 || n >= sizeof(num) || str_copy_n(num, sizeof(num), p, n) == -1 ||
+			if (n == 0 || n >= sizeof(num) ||
+			    str_copy_n(num, sizeof(num), p, n) == -1 ||
 			    parse_u64(num, 0, UINT64_MAX, &v) == -1)
 				return 0;
 			return v;
@@ -137,9 +138,8 @@ agent_ready_probe(struct agent *a)
 	/* The deliveries in flight are the queue runner's (smtpd.queue_control). */
 	if (rc->smtpd_control != NULL && a->conf.smtpd.queue_control == NULL)
 		queue_force = 0;
-	else if (rc->smtpd_control != NULL &&
-	         !agent_ready_ask(a->conf.smtpd.queue_control, qwhy, sizeof(qwhy), &queue_force,
-	                     &absent))
+	else if (rc->smtpd_control != NULL && !agent_ready_ask(a->conf.smtpd.queue_control, qwhy,
+	                                                       sizeof(qwhy), &queue_force, &absent))
 		queue_force = 0;
 	/* Every proxy worker serves <control>.<index>; worker 0 always exists. */
 	if (rc->proxy_control == NULL)
