@@ -1,6 +1,6 @@
 /*
- * The director's control commands (status, drain, undrain, map-publish) on lib/control's socket, and
- * the status tables operators read. Parsing is table-driven and has no side effect; a
+ * The director's control commands (status, drain, undrain, map-publish, map-status) on
+ * lib/control's socket, and the status tables operators read. Parsing is table-driven and has no side effect; a
  * command only changes the desired state and asks for a pass, never the kernel directly.
  */
 #include <stdarg.h>
@@ -29,6 +29,7 @@ static const struct director_cmd_def director_cmds[] = {
     {"undrain", DIRECTOR_CMD_UNDRAIN, 1, 2, "undrain RELAY [SERVICE]"},
     {"health", DIRECTOR_CMD_HEALTH, 0, 0, "health"},
     {"map-publish", DIRECTOR_CMD_MAP_PUBLISH, 0, 0, "map-publish"},
+    {"map-status", DIRECTOR_CMD_MAP_STATUS, 0, 0, "map-status"},
 };
 
 int
@@ -43,7 +44,9 @@ director_cmd_parse(const struct control_request *req, struct director_cmd *cmd, 
 		if (strcmp(req->argv[0], director_cmds[i].name) == 0)
 			def = &director_cmds[i];
 	if (def == NULL) {
-		(void)str_format(err, errlen, "unknown command '%.32s' (status, drain, undrain, map-publish)",
+		(void)str_format(err, errlen,
+		                 "unknown command '%.32s' (status, drain, undrain, map-publish, "
+		                 "map-status)",
 		                 req->argv[0]);
 		return -1;
 	}
@@ -406,6 +409,9 @@ director_control_handle(const struct control_request *req, struct control_reply 
 	case DIRECTOR_CMD_MAP_PUBLISH:
 		log_info("control: map publish");
 		(void)mapserve_publish(d, reply);
+		break;
+	case DIRECTOR_CMD_MAP_STATUS:
+		mapserve_map_status(d, reply);
 		break;
 	case DIRECTOR_CMD_HEALTH:
 		if (!director_healthy(d))

@@ -36,8 +36,9 @@ struct member_relay {
 	size_t nservices;
 	uint8_t ready; /* CLUSTER_READY_* of the last JOIN or HEARTBEAT */
 	uint64_t spool_free;
-	uint64_t map_version;
-	uint64_t joined_ms; /* loop time */
+	uint64_t map_version;  /* installed on the relay */
+	uint64_t map_in_force; /* the oldest its sessions and deliveries follow; 0: unknown */
+	uint64_t joined_ms;    /* loop time */
 	uint64_t heard_ms;  /* loop time of the last authentic datagram */
 	int leaving;        /* drain it: LEAVE, no heartbeat, or not ready */
 	int gone;           /* forgotten: freed once no state points at it */
@@ -270,6 +271,12 @@ int members_grace_filter(const struct director *d, struct plan_kernel_service **
                          size_t *nout);
 void members_grace_free(struct plan_kernel_service *ks, size_t n);
 void members_status(struct director *d, struct control_reply *r);
+/*
+ * One word for where a joined relay stands: "admitted" (in the pool as far as membership
+ * goes), "draining" (it sent LEAVE), "not-ready" (its agent says so) or "silent" (no
+ * heartbeat for relay_dead_after).
+ */
+const char *members_state_word(const struct member_relay *r);
 
 /* ---- mapserve.c ---- */
 
@@ -281,6 +288,12 @@ int mapserve_publish(struct director *d, struct control_reply *r);
 /* The version heartbeat replies offer: the published one when map_listen serves it, or 0. */
 uint64_t mapserve_offered(const struct director *d);
 void mapserve_status(struct director *d, struct control_reply *r);
+/*
+ * map-status: "published N", then per relay "relay NAME map_installed N map_in_force N
+ * state STATE" (members_state_word, or "static" for a relay the config lists: it sends no
+ * heartbeat, both versions are 0).
+ */
+void mapserve_map_status(struct director *d, struct control_reply *r);
 
 /* ---- checks.c ---- */
 
@@ -331,6 +344,7 @@ enum director_cmd_type {
 	DIRECTOR_CMD_UNDRAIN,
 	DIRECTOR_CMD_HEALTH,
 	DIRECTOR_CMD_MAP_PUBLISH,
+	DIRECTOR_CMD_MAP_STATUS,
 };
 
 struct director_cmd {

@@ -5,6 +5,7 @@
  * Transfers run on the director's loop without blocking: non-blocking sockets, sendfile
  * from a descriptor of the published file (a later publish renames a new file over the
  * path; transfers under way keep reading the old inode). Never serves an unpublished file.
+ * map-status tells which version each relay has installed and which one is in force there.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -520,4 +521,26 @@ mapserve_status(struct director *d, struct control_reply *r)
 	    mapserve_serving(d) ? "served on " : "not served (no map_listen)",
 	    mapserve_serving(d) ? d->conf.director.map_listen : "", (unsigned long long)ms->served,
 	    (unsigned long long)ms->refused, ms->nconns, behind);
+}
+
+void
+mapserve_map_status(struct director *d, struct control_reply *r)
+{
+	const struct director_state *st = &d->state;
+
+	control_reply_printf(r, "published %llu\n", (unsigned long long)d->mapserve.version);
+	for (size_t i = 0; i < st->nrelays; i++)
+		if (st->joined == NULL || st->joined[i] == NULL)
+			control_reply_printf(
+			    r, "relay %s map_installed 0 map_in_force 0 state static\n",
+			    st->relays[i]->name);
+	for (size_t i = 0; i < d->members.n; i++) {
+		const struct member_relay *m = d->members.v[i];
+
+		if (m->gone)
+			continue;
+		control_reply_printf(r, "relay %s map_installed %llu map_in_force %llu state %s\n",
+		                     m->name_buf, (unsigned long long)m->map_version,
+		                     (unsigned long long)m->map_in_force, members_state_word(m));
+	}
 }

@@ -146,6 +146,7 @@ members_apply(struct director_membership *mb, const struct mailplex_conf_directo
 		r->heard_ms = now_ms;
 		r->spool_free = m->spool_free;
 		r->map_version = m->map_version;
+		r->map_in_force = m->map_in_force;
 		if (members_note_ready(r, m->ready, 1))
 			flags |= MEMBERS_STATE_CHANGED;
 		return flags;
@@ -158,6 +159,7 @@ members_apply(struct director_membership *mb, const struct mailplex_conf_directo
 		r->heard_ms = now_ms;
 		r->spool_free = m->spool_free;
 		r->map_version = m->map_version;
+		r->map_in_force = m->map_in_force;
 		if (members_note_ready(r, m->ready, 0))
 			flags |= MEMBERS_STATE_CHANGED;
 		return flags;
@@ -165,6 +167,8 @@ members_apply(struct director_membership *mb, const struct mailplex_conf_directo
 		if (r == NULL || r->gone)
 			return 0;
 		r->heard_ms = now_ms;
+		/* A draining relay still ends sessions and deliveries: a move waits on it too. */
+		r->map_in_force = m->map_in_force;
 		if (!r->leaving || strcmp(r->why, "leave") != 0)
 			flags |= MEMBERS_STATE_CHANGED;
 		r->leaving = 1;
@@ -621,6 +625,18 @@ members_close(struct director *d)
 	members_clear(mb);
 }
 
+const char *
+members_state_word(const struct member_relay *r)
+{
+	if (!r->leaving)
+		return "admitted";
+	if (strcmp(r->why, "leave") == 0)
+		return "draining";
+	if (strcmp(r->why, "no heartbeat") == 0)
+		return "silent";
+	return "not-ready";
+}
+
 void
 members_status(struct director *d, struct control_reply *r)
 {
@@ -650,7 +666,7 @@ members_status(struct director *d, struct control_reply *r)
 		control_reply_printf(
 		    r,
 		    "joined: %s %s weight %lld services %s heartbeat %llu ms ago %s%s "
-		    "(smtpd %s, proxy %s, spool %s, %llu MiB free, map %llu%s)\n",
+		    "(smtpd %s, proxy %s, spool %s, %llu MiB free, map %llu%s) map in force %llu\n",
 		    m->name_buf, m->relay.address.str, (long long)m->relay.weight,
 		    svcs[0] != '\0' ? svcs : "-", (unsigned long long)(now - m->heard_ms),
 		    m->leaving ? "leaving: " : "ready", m->leaving ? m->why : "",
@@ -659,6 +675,7 @@ members_status(struct director *d, struct control_reply *r)
 		    (m->ready & CLUSTER_READY_SPOOL) ? "ok" : "low",
 		    (unsigned long long)(m->spool_free >> 20), (unsigned long long)m->map_version,
 		    mapserve_offered(d) != 0 && m->map_version != mapserve_offered(d) ? " behind"
-		                                                                        : "");
+		                                                                        : "",
+		    (unsigned long long)m->map_in_force);
 	}
 }

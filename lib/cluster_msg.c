@@ -26,12 +26,16 @@
  * Layout (integers big-endian):
  *   0 "MPXC"  4 version  5 type  6 code  7 ready  8 time_ms(8)  16 nonce(16)  32 echo(16)
  *   48 af(1: 0, 4 or 6)  49 addr(16)  65 weight(2)  67 spool_free(8)  75 map_version(8)
- *   83 name_len(1) name  nservices(1) { len(1) name port(2) }*  MAC(32) over all before it
+ *   version 2 only: 83 map_in_force(8)
+ *   then name_len(1) name  nservices(1) { len(1) name port(2) }*  MAC(32) over all before it
+ * Both versions are read, so that directors can be upgraded before their relays.
  */
-#define MSG_MAGIC       "MPXC"
-#define MSG_VERSION     1
-#define MSG_FIXED_BYTES 83
-#define MSG_MIN_BYTES   (MSG_FIXED_BYTES + 1 + 1 + 1 + CLUSTER_MAC_BYTES)
+#define MSG_MAGIC          "MPXC"
+#define MSG_VERSION_1      1
+#define MSG_VERSION_2      2
+#define MSG_FIXED_BYTES_V1 83
+#define MSG_FIXED_BYTES_V2 91
+#define MSG_MIN_BYTES      (MSG_FIXED_BYTES_V1 + 1 + 1 + 1 + CLUSTER_MAC_BYTES)
 
 const char *
 cluster_verdict_str(enum cluster_verdict v)
@@ -225,21 +229,26 @@ cluster_msg_encode(const struct cluster_key *key, const struct cluster_msg *m, u
                    size_t outlen)
 {
 	size_t namelen = strnlen(m->name, sizeof(m->name)), off;
-	uint8_t *p = out;
+	uint8_t *p = out, version = m->version;
 
+	if (version == 0)
+		version = m->type == CLUSTER_MSG_REPLY ? MSG_VERSION_1 : MSG_VERSION_2;
+	off = version == MSG_VERSION_1 ? MSG_FIXED_BYTES_V1 : MSG_FIXED_BYTES_V2;
+	/* Version 1 cannot carry map_in_force: refused rather than silently dropped. */
 	if (namelen == 0 || namelen >= sizeof(m->name) || !name_valid(m->name, namelen) ||
 	    m->nservices > CLUSTER_SERVICES_MAX || m->type < CLUSTER_MSG_JOIN ||
-	    m->type > CLUSTER_MSG_REPLY) {
+	    m->type > CLUSTER_MSG_REPLY || (version != MSG_VERSION_1 && version != MSG_VERSION_2) ||
+	    (version == MSG_VERSION_1 && m->map_in_force != 0)) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (outlen < MSG_FIXED_BYTES + 1 + namelen + 1) {
+	if (outlen < off + 1 + namelen + 1) {
 		errno = ENOSPC;
 		return -1;
 	}
-	memset(out, 0, MSG_FIXED_BYTES);
+	memset(out, 0, off);
 	memcpy(p, MSG_MAGIC, 4);
-	p[4] = MSG_VERSION;
+	p[4] = version;
 	p[5] = (uint8_t)m->type;
 	p[6] = m->code;
 	p[7] = m->ready;
@@ -256,7 +265,8 @@ cluster_msg_encode(const struct cluster_key *key, const struct cluster_msg *m, u
 	put_u16(p + 65, m->weight);
 	put_u64(p + 67, m->spool_free);
 	put_u64(p + 75, m->map_version);
-	off = MSG_FIXED_BYTES;
+	if (version == MSG_VERSION_2)
+		put_u64(p + 83, m->map_in_force);
 	p[off++] = (uint8_t)namelen;
 	memcpy(p + off, m->name, namelen);
 	off += namelen;
@@ -294,11 +304,16 @@ cluster_msg_encode(const struct cluster_key *key, const struct cluster_msg *m, u
 static int
 msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 {
-	size_t off = MSG_FIXED_BYTES, namelen;
+	size_t off, namelen;
 
 	memset(m, 0, sizeof(*m));
-	if (memcmp(p, MSG_MAGIC, 4) != 0 || p[4] != MSG_VERSION || p[5] < CLUSTER_MSG_JOIN ||
-	    p[5] > CLUSTER_MSG_REPLY)
+	if (memcmp(p, MSG_MAGIC, 4) != 0 || (p[4] != MSG_VERSION_1 && p[4] != MSG_VERSION_2) ||
+	    p[5] < CLUSTER_MSG_JOIN || p[5] > CLUSTER_MSG_REPLY)
+		return -1;
+	m->version = p[4];
+	off = m->version == MSG_VERSION_1 ? MSG_FIXED_BYTES_V1 : MSG_FIXED_BYTES_V2;
+	/* The fixed part, a name's length and the service count at least. */
+	if (len < off + 2)
 		return -1;
 	m->type = (enum cluster_msg_type)p[5];
 	m->code = p[6];
@@ -332,6 +347,8 @@ msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 	m->weight = get_u16(p + 65);
 	m->spool_free = get_u64(p + 67);
 	m->map_version = get_u64(p + 75);
+	if (m->version == MSG_VERSION_2)
+		m->map_in_force = get_u64(p + 83);
 	namelen = p[off++];
 	if (namelen == 0 || namelen >= sizeof(m->name) || off + namelen + 1 > len ||
 	    !name_valid((const char *)p + off, namelen))

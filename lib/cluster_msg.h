@@ -60,6 +60,16 @@ struct cluster_msg {
 	uint8_t ready;        /* CLUSTER_READY_* */
 	uint64_t spool_free;  /* bytes */
 	uint64_t map_version; /* relay: the map it runs; REPLY: the newest the director has */
+	/*
+	 * Relay (wire version 2): the oldest map its proxy sessions and deliveries in flight
+	 * still follow (mailbox moves wait on it); 0: unknown, or a version 1 sender.
+	 */
+	uint64_t map_in_force;
+	/*
+	 * Wire version: set by the decoder; 0 when encoding picks it (2 for a relay's message,
+	 * 1 for a REPLY, which carries no map_in_force: relays of version 1 still read it).
+	 */
+	uint8_t version;
 	size_t nservices;
 	struct cluster_service services[CLUSTER_SERVICES_MAX];
 };

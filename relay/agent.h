@@ -77,7 +77,8 @@ struct agent {
 	uint8_t ready;    /* CLUSTER_READY_* of the last beat */
 	int probed;       /* readiness was probed once (the first verdict is logged either way) */
 	uint64_t spool_free;
-	uint64_t map_version;
+	uint64_t map_version;  /* installed (drives lagging, fetches and readiness) */
+	uint64_t map_in_force; /* min of the local daemons' map_version_in_force; 0: unknown */
 	struct agent_dr_vip vips[AGENT_DR_VIPS_MAX];
 	size_t nvips;
 	struct agent_dr_sysctl sysctls[2];
@@ -94,7 +95,10 @@ struct agent {
 
 /* ---- agent_ready.c ---- */
 
-/* Fills a->ready, a->spool_free and a->map_version; logs changes of readiness. */
+/*
+ * Fills a->ready, a->spool_free, a->map_version and a->map_in_force; logs changes of
+ * readiness and of the version in force.
+ */
 void agent_ready_probe(struct agent *a);
 
 /* ---- agent_map.c ---- */

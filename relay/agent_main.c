@@ -82,6 +82,7 @@ agent_msg_make(struct agent *a, enum cluster_msg_type type, struct cluster_msg *
 	m->ready = a->ready;
 	m->spool_free = a->spool_free;
 	m->map_version = a->map_version;
+	m->map_in_force = a->map_in_force;
 	for (size_t i = 0; i < rc->services.n; i++) {
 		struct cluster_service *s = &m->services[m->nservices];
 		const char *colon = strchr(rc->services.v[i], ':');

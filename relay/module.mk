@@ -1,6 +1,6 @@
 # relay/: mailplex-proxy, the POP3/IMAP4 proxy (pre-login parsers, sessions, back ends).
 PROXY_SRCS := relay/proxy_session.c relay/proxy_backend.c relay/proxy_pipe.c \
-              relay/proxy_listen.c relay/proxy_control.c relay/backend_proto.c relay/resolve.c relay/imap_cmd.c relay/pop3_cmd.c relay/sasl_plain.c
+              relay/proxy_listen.c relay/proxy_control.c relay/proxy_mapsweep.c relay/backend_proto.c relay/resolve.c relay/imap_cmd.c relay/pop3_cmd.c relay/sasl_plain.c
 PROGRAMS += mailplex-proxy
 mailplex-proxy_SRCS := relay/proxy_main.c $(PROXY_SRCS)
 MANPAGES += man/mailplex-proxy.8

@@ -80,6 +80,13 @@ struct proxy_ctx {
 	char *scratch; /* PROXY_SCRATCH_BYTES, shared by every plain session; made at first use */
 
 	/*
+	 * The map version every session of this worker agrees with (0: none open): it becomes
+	 * a new map's version only once a sweep closed the sessions that map sends elsewhere.
+	 */
+	uint64_t map_in_force;
+	struct ev_timer map_timer; /* every map.reload_check_ms */
+
+	/*
 	 * Reload (SIGHUP to the master): which configuration this worker runs, and whether a
 	 * newer one took over (no accepting; the worker exits after its last session).
 	 */
@@ -219,6 +226,11 @@ int proxy_mailbox_key(struct map *map, const char *user, char *key, size_t len, 
 int proxy_control_start(struct proxy_ctx *ctx, char *err, size_t errlen);
 void proxy_control_retire(struct proxy_ctx *ctx);
 void proxy_control_stop(struct proxy_ctx *ctx);
+
+/* proxy_mapsweep.c: notices a new map and sweeps the sessions it moves (map_in_force). */
+void proxy_map_watch_start(struct proxy_ctx *ctx);
+void proxy_map_watch_stop(struct proxy_ctx *ctx);
+void proxy_map_check(struct proxy_ctx *ctx);
 
 /* proxy_listen.c */
 int proxy_listeners_start(struct proxy_ctx *ctx);

@@ -426,6 +426,7 @@ worker_signal(struct ev_loop *loop, int signo, void *arg)
 		if (map_reopen_if_changed(ctx->map, 1) == 1)
 			log_info("map reloaded (version %llu)",
 			         (unsigned long long)map_version(ctx->map));
+		proxy_map_check(ctx);
 		return;
 	}
 	if (signo == SIGQUIT) {
@@ -475,6 +476,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 	if ((ctx->map = map_open(g->conf.map.db, err, sizeof(err))) == NULL)
 		fatalx("map %s: %s", g->conf.map.db, err);
 	map_set_check_interval(ctx->map, g->conf.map.reload_check_ms);
+	proxy_map_watch_start(ctx);
 	if (ev_signal_add(ctx->loop, SIGTERM, worker_signal, ctx) == -1 ||
 	    ev_signal_add(ctx->loop, SIGINT, worker_signal, ctx) == -1 ||
 	    ev_signal_add(ctx->loop, SIGHUP, worker_signal, ctx) == -1 ||
@@ -495,6 +497,7 @@ static void __attribute__((noreturn)) worker_run(struct proxy_master *m, size_t 
 		proxy_session_run(ctx->sessions);
 	}
 	ev_timer_stop(ctx->loop, &w.control_timer);
+	proxy_map_watch_stop(ctx);
 	proxy_control_stop(ctx);
 	ipcount_free(&ctx->ips);
 	free(ctx->scratch);

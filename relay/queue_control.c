@@ -1,8 +1,9 @@
 /*
  * The queue runner's control commands on lib/control's socket (smtpd.queue_control):
- * list (filtered by back end or address), show (envelope, per-recipient state, the first
- * header lines — never the body), flush, hold, release, delete. Runs on the loop; the
- * only disk access is show's bounded read of the headers and the fsynced state records.
+ * status (counts, the map version in force), list (filtered by back end or address), show
+ * (envelope, per-recipient state, the first header lines — never the body), flush, hold,
+ * release, delete. Runs on the loop; the only disk access is show's bounded read of the
+ * headers and the fsynced state records.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -308,13 +309,58 @@ ctl_delete(struct queue_ctx *ctx, const struct control_request *req, struct cont
 	                                                      : "");
 }
 
+/* Counts for operators and the barrier of a mailbox move; one "key value" per line. */
+static void
+ctl_status(struct queue_ctx *ctx, const struct control_request *req, struct control_reply *r)
+{
+	const struct queue_msg *m;
+	const struct queue_backend *be;
+	unsigned int queued = 0, active = 0, deferred = 0, held = 0, conns = 0;
+	uint64_t inflight = 0, waiting = 0;
+	size_t i;
+
+	if (req->argc != 1) {
+		control_reply_error(r, "usage: status");
+		return;
+	}
+	for (m = ctx->msgs; m != NULL; m = m->next) {
+		if (m->removed)
+			continue;
+		queued++;
+		if (m->active)
+			active++;
+		else if (m->st.held)
+			held++;
+		else if (m->st.attempts > 0)
+			deferred++;
+		for (i = 0; i < m->env.nrcpt; i++) {
+			if (m->route[i].in_job)
+				inflight++;
+			else if (m->st.rcpt[i].state == QUEUE_RCPT_PENDING)
+				waiting++;
+		}
+	}
+	for (be = ctx->backends; be != NULL; be = be->next)
+		conns += be->nconns;
+	control_reply_printf(r,
+	                     "messages_queued %u\nmessages_active %u\nmessages_deferred %u\n"
+	                     "messages_held %u\nrecipients_in_flight %" PRIu64 "\n"
+	                     "recipients_waiting %" PRIu64 "\nbackend_connections %u\n",
+	                     queued, active, deferred, held, inflight, waiting, conns);
+	/* Exactly these lines: mailplex-relay and mailplexctl move read them. */
+	control_reply_printf(r, "map_version %" PRIu64 "\nmap_version_in_force %" PRIu64 "\n",
+	                     ctx->map != NULL ? map_version(ctx->map) : 0, queue_map_in_force(ctx));
+}
+
 void
 queue_control_handle(const struct control_request *req, struct control_reply *reply, void *arg)
 {
 	struct queue_ctx *ctx = arg;
 	const char *cmd = req->argv[0];
 
-	if (strcmp(cmd, "list") == 0)
+	if (strcmp(cmd, "status") == 0)
+		ctl_status(ctx, req, reply);
+	else if (strcmp(cmd, "list") == 0)
 		ctl_list(ctx, req, reply);
 	else if (strcmp(cmd, "show") == 0)
 		ctl_show(ctx, req, reply);

@@ -553,6 +553,7 @@ msg_attempt_start(struct queue_ctx *ctx, struct queue_msg *m, uint64_t now)
 	m->active = 1;
 	ctx->nactive++;
 	m->attempt_start_ms = ev_now_ms(ctx->loop);
+	m->attempt_map_version = map_version(ctx->map);
 	m->jobs = 1; /* held until every job is submitted: one may finish at once */
 	for (i = 0; i < m->env.nrcpt; i++) {
 		if (m->st.rcpt[i].state != QUEUE_RCPT_PENDING)
@@ -603,6 +604,18 @@ msg_attempt_start(struct queue_ctx *ctx, struct queue_msg *m, uint64_t now)
 	free(jobs);
 	if (--m->jobs == 0)
 		msg_attempt_end(ctx, m);
+}
+
+uint64_t
+queue_map_in_force(const struct queue_ctx *ctx)
+{
+	const struct queue_msg *m;
+	uint64_t v = ctx->map != NULL ? map_version(ctx->map) : 0;
+
+	for (m = ctx->msgs; m != NULL; m = m->next)
+		if (m->active && !m->removed && m->attempt_map_version < v)
+			v = m->attempt_map_version;
+	return v;
 }
 
 /* ---- bounces ---- */

@@ -59,6 +59,7 @@ struct queue_msg {
 	int has_log;       /* state/QID exists (created by the first record) */
 	int unlink_log;    /* queue/QID unlinked: state/QID goes after queue/'s fsync */
 	uint64_t attempt_start_ms;
+	uint64_t attempt_map_version; /* the map the running attempt was routed with */
 };
 
 /* One message's recipients for one back end, in one LMTP/SMTP transaction. */
@@ -167,6 +168,11 @@ void queue_msg_delete(struct queue_ctx *ctx, struct queue_msg *m, const char *wh
 /* Next look for due messages at once (flush, a new message). */
 void queue_kick(struct queue_ctx *ctx);
 const char *queue_rcpt_state_name(enum queue_rcpt_state s);
+/*
+ * The oldest map version a running attempt was routed with, or the open map's when none
+ * runs: no delivery routed by an older map can still be under way (mailbox moves).
+ */
+uint64_t queue_map_in_force(const struct queue_ctx *ctx);
 
 /* queue_control.c */
 void queue_control_handle(const struct control_request *req, struct control_reply *reply,

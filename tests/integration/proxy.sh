@@ -260,6 +260,7 @@ export SESSION_KB_MAX
 cp "$T/d1/home/big/Maildir/new/2000.M2P2.test" "$T/big.eml"
 [ -x "$BIN/mailplexctl" ] || die "no $BIN/mailplexctl"
 MAILPLEXCTL=$BIN/mailplexctl PROXY_CTL=$T/ctl/proxy.sock PROXY_PID=$PROXY_PID \
+	MAP_TOOL=$BIN/mailplex-map MAP_SRC=$T/map MAP_DB=$T/map.db \
 	timeout 400 python3 "$HERE/proxy_client.py" tls "$PX" "$IMAP" "$IMAPS" "$POP3" "$POP3S" \
 	"$T/cert.pem" "$T/big.eml" "${PROXY_SESSIONS:-1000}"
 rc=$?
@@ -397,6 +398,16 @@ fi
 if ! grep -q "kicked by control: client=.* user=bob backend=d2" "$T/proxy.log" ||
 	! grep -q "user=bob backend=d2 state=pipe reason=kicked" "$T/proxy.log"; then
 	echo "FAIL: no log line for the kicked session" >&2
+	rc=1
+fi
+# The map sweep logs one line per session it closes, with the reason.
+if ! grep -q "closed by the map sweep: client=.* user=alice backend=d1: user is being migrated" \
+	"$T/proxy.log"; then
+	echo "FAIL: no log line for the session the map sweep closed" >&2
+	rc=1
+fi
+if grep -q "closed by the map sweep: .* user=bob " "$T/proxy.log"; then
+	echo "FAIL: the map sweep closed a session the map did not move" >&2
 	rc=1
 fi
 if grep -q "pw-" "$T/proxy.log"; then

@@ -21,6 +21,9 @@ BIG = sys.argv[8]
 SESSIONS = int(sys.argv[9]) if len(sys.argv) > 9 else 100
 CTL = os.environ.get("MAILPLEXCTL")  # mailplexctl and the proxy's control socket base
 CTL_SOCK = os.environ.get("PROXY_CTL")
+MAP_TOOL = os.environ.get("MAP_TOOL")  # mailplex-map, the map's source and its database
+MAP_SRC = os.environ.get("MAP_SRC")
+MAP_DB = os.environ.get("MAP_DB")
 TIMEOUT = 10
 SESSION_KB_MAX = int(os.environ.get("SESSION_KB_MAX", "56"))  # proxy.sh says why
 failed = 0
@@ -456,6 +459,83 @@ def t_status_kick():
     check("mailplexctl proxy frob: usage error", rc == 2, (rc, out, err))
 
 
+def forces():
+    """Every worker's map_version_in_force from proxy status."""
+    rc, out, err = ctl("status")
+    if rc != 0:
+        return []
+    return [int(x.split()[1]) for x in out.splitlines()
+            if x.startswith("map_version_in_force ")]
+
+
+def map_compile(text):
+    with open(MAP_SRC + ".new", "w") as f:
+        f.write(text)
+    os.rename(MAP_SRC + ".new", MAP_SRC)
+    p = subprocess.run([MAP_TOOL, "compile", MAP_SRC, MAP_DB], check=True, timeout=TIMEOUT,
+                       capture_output=True, text=True)
+    os.chmod(MAP_DB, 0o644)
+    # "DB: version N: ..."
+    return int(p.stdout.split(": version ", 1)[1].split(":", 1)[0])
+
+
+def all_in_force(v):
+    """Every worker (2, or more while retired ones finish) reports v in force."""
+    f = forces()
+    return len(f) >= 2 and all(x == v for x in f)
+
+
+def wait_for(cond, seconds=15):
+    """Polls cond every 0.1 s, at most seconds: its last value."""
+    for _ in range(int(seconds * 10)):
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    return cond()
+
+
+def t_map_sweep():
+    before = forces()
+    check("proxy status: map_version_in_force per worker (2), not 0",
+          len(before) >= 2 and all(v > 0 for v in before), before)
+    alice, bob = Raw(IMAPS, tls=True), Raw(IMAPS, tls=True)
+    for r, who in ((alice, b"alice"), (bob, b"bob")):
+        r.line()
+        r.send(b"a LOGIN " + who + b" pw-" + who + b"\r\n")
+        ln = r.until_tag(b"a")[-1]
+        check("sweep: %s logged in" % who.decode(), ln.startswith(b"a OK"), ln)
+    with open(MAP_SRC) as f:
+        orig = f.read()
+    moved = orig.replace("user alice d1\n", "user alice migrating d1 -> d2\n")
+    assert moved != orig
+    v = map_compile(moved)
+    check("the new map's version is newer than the one in force", v > max(before),
+          (v, before))
+    alice.s.settimeout(20)
+    check("alice's session is closed once the map marks her migrating", alice.closed())
+    alice.close()
+    check("proxy status: every worker reports the new map in force",
+          wait_for(lambda: all_in_force(v)), (forces(), v))
+    bob.send(b"b NOOP\r\n")
+    ln = bob.until_tag(b"b")[-1]
+    check("bob's session (not moved) stays open through the sweep", ln.startswith(b"b OK"), ln)
+    r = Raw(IMAPS, tls=True)
+    r.line()
+    r.send(b"c LOGIN alice pw-alice\r\n")
+    ln = r.until_tag(b"c")[-1]
+    check("a new login of the migrating alice is refused for now",
+          ln.startswith(b"c NO [UNAVAILABLE]"), ln)
+    r.close()
+    v2 = map_compile(orig)
+    check("back to the first map: its newer version comes in force",
+          wait_for(lambda: all_in_force(v2)), (forces(), v2))
+    bob.send(b"d NOOP\r\n")
+    ln = bob.until_tag(b"d")[-1]
+    check("bob's session stays open through the second sweep", ln.startswith(b"d OK"), ln)
+    bob.close()
+
+
 if MODE == "plain":
     TESTS = (("plain splice", t_plain_splice), ("per-ip cap", t_per_ip_cap))
 else:
@@ -474,7 +554,8 @@ else:
              ("long line", t_long_line),
              ("prelogin timeout", t_prelogin_timeout),
              ("pop3", t_pop3),
-             ("many sessions", lambda: t_many_sessions(SESSIONS)))
+             ("many sessions", lambda: t_many_sessions(SESSIONS)),
+             ("map sweep", t_map_sweep))
 for name, fn in TESTS:
     run(name, fn)
 sys.exit(1 if failed else 0)

@@ -233,6 +233,12 @@ count_in() { # MAILDIR-USER-DIR SUBJECT: how many messages with that subject
 queue_empty() {
 	$CTL queue list | grep -q "^0 message(s) shown, 0 in the queue"
 }
+map_ver() { # the version the last compile wrote ("map.db: version N: ...")
+	sed -n 's/.*: version \([0-9]*\):.*/\1/p' "$T/map.out"
+}
+status_is() { # KEY VALUE: queue status has the line "KEY VALUE"
+	$CTL queue status | grep -qx "$1 $2"
+}
 
 # ==== 1. one message, recipients on both LMTP back ends and the SMTP back end ====
 runner_start "$T/q.conf"
@@ -252,6 +258,15 @@ check "d2 was reached over STARTTLS (map tls=on)" \
 	grep -q "with LMTPS" "$T"/d2/home/bob/Maildir/new/*
 check "one log line per delivery attempt" \
 	test "$(grep -c "from=<sam@mail.test> to=<.*@mail.test> backend=.* result=delivered" "$T/runner.log")" = 4
+V=$(map_ver)
+check "queue status, idle: map_version_in_force is the map's version ($V)" \
+	status_is map_version_in_force "$V"
+check "queue status, idle: map_version $V, nothing queued or in flight" \
+	sh -c "$CTL queue status | grep -qx 'map_version $V' &&
+	       $CTL queue status | grep -qx 'messages_queued 0' &&
+	       $CTL queue status | grep -qx 'recipients_in_flight 0'"
+check "mailplexctl queue status with an argument: usage error" \
+	sh -c "$CTL queue status x >/dev/null 2>&1; test \$? = 2"
 
 # a 3 MiB message with dot lines and bare LFs arrives byte for byte (line ends aside)
 python3 - "$T/big.eml" <<'PY'
@@ -347,12 +362,21 @@ check "show prints the envelope and headers" sh -c "$CTL queue show $q5 | grep -
 check "show never prints the body" sh -c "! $CTL queue show $q5 | grep -q BODYSECRET"
 check "hold" sh -c "$CTL queue hold $q5 | grep -q held"
 check "list shows it held" sh -c "$CTL queue list | grep -q '^$q5 held'"
+check "queue status counts it: one message queued and held, two recipients waiting" \
+	sh -c "$CTL queue status | grep -qx 'messages_queued 1' &&
+	       $CTL queue status | grep -qx 'messages_held 1' &&
+	       $CTL queue status | grep -qx 'recipients_waiting 2'"
+check "queue status: a deferred recipient does not hold back the map in force" \
+	status_is map_version_in_force "$V"
 check "an unknown qid is an error" sh -c "! $CTL queue show 0123456789ABCDEF 2>/dev/null"
 # the back end comes up (an LMTP smtp-sink at dave's address), the map moves frank to d2
 sink_start down $DOWN:$DOWNPORT -L
 wait_port $DOWN $DOWNPORT || die "smtp-sink (down) did not start"
 sed -i 's/^user frank migrating d1 -> d2$/user frank d2/' "$T/map"
 "$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 || die "map compile"
+V=$(map_ver)
+check "queue status: the new map ($V) comes in force with nothing in flight" \
+	wait_for "map $V in force" status_is map_version_in_force "$V"
 sleep 2.5 # longer than the maximum back-off: a held message must stay put meanwhile
 check "a held message is not tried" test "$(ls "$T/down" | wc -l)" = 0
 check "release" sh -c "$CTL queue release $q5 | grep -q released"
@@ -416,6 +440,35 @@ for i in 1 2 3 4 5; do
 done
 runner_stop
 
+# ==== 4b. the map version in force waits for a delivery routed by an older map ====
+# slow's back end holds DATA for 60 s; delivery_timeout is 60 s: the attempt stays in flight
+# until the sink is killed, whatever the machine's load.
+conf_write "$T/f.conf" "$T/spool-f" "1d" ""
+sed -i 's/delivery_timeout = "4s"/delivery_timeout = "60s"/' "$T/f.conf"
+CTL="$BIN/mailplexctl -f $T/f.conf"
+kill "$SINKPID_slowsink2" 2>/dev/null
+wait "$SINKPID_slowsink2" 2>/dev/null
+sink_start slowsink3 $SINK:$SLOW -L -w 60
+wait_port $SINK $SLOW || die "smtp-sink (slow, 60 s) did not start"
+V1=$(map_ver)
+runner_start "$T/f.conf"
+message f1
+inject "$T/f.conf" sam@mail.test slow@mail.test >/dev/null || die "inject failed"
+check "queue status: slow's recipient in flight" \
+	wait_for "f1 in flight" status_is recipients_in_flight 1
+printf '# touched\n' >>"$T/map"
+"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 || die "map compile"
+V2=$(map_ver)
+check "queue status: the runner opened the new map ($V2)" \
+	wait_for "map $V2 open" status_is map_version "$V2"
+check "queue status: map_version_in_force stays $V1 while a delivery routed by it runs" \
+	status_is map_version_in_force "$V1"
+kill "$SINKPID_slowsink3" 2>/dev/null
+wait "$SINKPID_slowsink3" 2>/dev/null
+check "queue status: once that delivery ended, $V2 is in force" \
+	wait_for "map $V2 in force" status_is map_version_in_force "$V2"
+runner_stop
+
 # ==== 5. queue lifetime exceeded: bounce; none for the null sender; foreign sender dropped ====
 conf_write "$T/e.conf" "$T/spool-e" "2s" ""
 CTL="$BIN/mailplexctl -f $T/e.conf"
@@ -470,6 +523,8 @@ check "swaks: a message to alice (d1) and bob (d2) accepted by mailplex-smtpd" \
 	swaks --silent 2 --server $MX --port $SMTPD --from sam@mail.test \
 	--to alice@mail.test,bob@mail.test --header "Subject: e2e" --body "BODYSECRET e2e"
 check "the queue runner under mailplex-smtpd delivered it" wait_for "e2e delivered" queue_empty
+check "mailplex-smtpd's queue status: the map's version is in force" \
+	status_is map_version_in_force "$(map_ver)"
 check "alice and bob read it over IMAP, once each" python3 - $BE1 $IMAP1 $BE2 $IMAP2 <<'PY'
 import imaplib, sys
 def count(host, port, user):

@@ -3,10 +3,13 @@
 # proxy's worker 0 answers on its control socket, with the compiled map's version; not
 # ready (with the reason) once the proxy stops; ready again when it is back. A key file
 # others may read is refused at start. A stop with no director answering ends within five
-# LEAVE tries. No director runs here (no IPVS on the host): the system tests cover joins.
-# $1: the bin dir. Exit 0 when all passed.
+# LEAVE tries. No director runs here (no IPVS on the host): the system tests cover joins;
+# a silent peer (relay_agent_peer.py) reads the agent's datagrams to check what they carry
+# (map_in_force follows the proxy's sweep of a new map). $1: the bin dir. Exit 0 when all
+# passed.
 set -u
 BIN=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
 PX=127.0.0.83
 BASE=$((28000 + ($$ % 400) * 10))
 IMAP=$((BASE + 0)) NODIR=$((BASE + 1))
@@ -82,11 +85,30 @@ proxy_start() {
 proxy_start
 check proxy_started $? "$(tail -5 "$T/proxy.log")"
 
+python3 "$HERE/relay_agent_peer.py" 127.0.0.1 "$NODIR" "$T/cluster.key" "$T/peer.out" 60 &
+PEER=$!
+PIDS="$PIDS $PEER"
 "$BIN/mailplex-relay" -d -f "$T/mailplex.conf" >"$T/agent.log" 2>&1 &
 AGENT=$!
 PIDS="$PIDS $AGENT"
 wait_for 10 grep -q "readiness: ready (map version $VERSION)" "$T/agent.log"
 check ready_with_proxy_and_map_version $? "$(cat "$T/agent.log")"
+wait_for 10 grep -q "map version in force: $VERSION (installed $VERSION)" "$T/agent.log"
+check map_in_force_from_the_proxy $? "$(tail -3 "$T/agent.log")"
+wait_for 10 grep -q "^join version=2 map_version=$VERSION map_in_force=$VERSION\$" "$T/peer.out"
+check join_carries_map_in_force $? "$(tail -3 "$T/peer.out" 2>&1)"
+
+# A new map: installed at once, in force once the proxy's worker swept its sessions.
+printf 'user bob d1\n' >>"$T/map"
+"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1
+chmod 644 "$T/map.db"
+V2=$(sed -n 's/^.*: version \([0-9]*\):.*$/\1/p' "$T/map.out")
+wait_for 10 grep -q "map version in force: $V2 (installed $V2)" "$T/agent.log"
+check map_in_force_follows_the_new_map $? "$(tail -3 "$T/agent.log")"
+wait_for 10 grep -q "^join version=2 map_version=$V2 map_in_force=$V2\$" "$T/peer.out"
+check join_carries_the_new_map_in_force $? "$(tail -3 "$T/peer.out" 2>&1)"
+! grep -q "bad-mac\|short" "$T/peer.out"
+check every_datagram_authentic $? "$(grep -c . "$T/peer.out") datagrams"
 
 kill -TERM "$PROXY"
 wait "$PROXY" 2>/dev/null

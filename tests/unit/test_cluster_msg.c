@@ -51,6 +51,7 @@ join_fill(struct cluster_msg *m)
 	m->ready = CLUSTER_READY_PROXY | CLUSTER_READY_NODE;
 	m->spool_free = 123456789ULL;
 	m->map_version = 42;
+	m->map_in_force = 41;
 	m->nservices = 2;
 	(void)snprintf(m->services[0].name, sizeof(m->services[0].name), "smtp");
 	m->services[0].port = 25;
@@ -84,6 +85,9 @@ test_round_trip_of_every_type(void **state)
 		assert_int_equal(out.ready, CLUSTER_READY_PROXY | CLUSTER_READY_NODE);
 		assert_int_equal(out.spool_free, 123456789ULL);
 		assert_int_equal(out.map_version, 42);
+		assert_int_equal(out.map_in_force, 41);
+		assert_int_equal(out.version, 2);
+		assert_int_equal(buf[4], 2);
 		assert_int_equal(out.nservices, 2);
 		assert_string_equal(out.services[1].name, "imap");
 		assert_int_equal(out.services[1].port, 143);
@@ -105,6 +109,10 @@ test_round_trip_of_every_type(void **state)
 	assert_memory_equal(out.echo, m.echo, CLUSTER_NONCE_BYTES);
 	assert_int_equal(out.map_version, 7);
 	assert_int_equal(out.af, 0);
+	/* Replies stay version 1: relays that do not know map_in_force still read them. */
+	assert_int_equal(buf[4], 1);
+	assert_int_equal(out.version, 1);
+	assert_int_equal(out.map_in_force, 0);
 	/* Every reply code is accepted, and nothing beyond them. */
 	m.code = CLUSTER_REPLY_DRAINING;
 	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
@@ -279,15 +287,15 @@ test_truncated_oversize_and_malformed_are_refused(void **state)
 	assert_int_equal(
 	    cluster_msg_open(&k, buf, sign(&k, buf, body + 1), NOW_MS, WINDOW, NULL, &out),
 	    CLUSTER_ERR_FORMAT);
-	/* A name with a character that could forge a log line. */
+	/* A name with a character that could forge a log line (version 2: the name at 92). */
 	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
 	body = (size_t)n - CLUSTER_MAC_BYTES;
-	buf[84] = '\n';
+	buf[92] = '\n';
 	assert_int_equal(cluster_msg_open(&k, buf, sign(&k, buf, body), NOW_MS, WINDOW, NULL, &out),
 	                 CLUSTER_ERR_FORMAT);
 	/* Another version. */
 	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
-	buf[4] = 2;
+	buf[4] = 3;
 	assert_int_equal(cluster_msg_open(&k, buf, sign(&k, buf, body), NOW_MS, WINDOW, NULL, &out),
 	                 CLUSTER_ERR_FORMAT);
 	/* The encoder refuses what the decoder would. */
@@ -298,6 +306,46 @@ test_truncated_oversize_and_malformed_are_refused(void **state)
 	assert_int_equal(cluster_msg_encode(&k, &m, buf, sizeof(buf)), -1);
 	join_fill(&m);
 	assert_int_equal(cluster_msg_encode(&k, &m, buf, 100), -1);
+}
+
+/* Version 1 senders (relays not upgraded yet) are read; their map_in_force is unknown. */
+static void
+test_version_1_heartbeat_is_read_without_map_in_force(void **state)
+{
+	struct cluster_key k;
+	struct cluster_msg m, out;
+	uint8_t buf[CLUSTER_MSG_MAX_BYTES + 64];
+	size_t body;
+	int n;
+
+	test_key(&k);
+	join_fill(&m);
+	m.type = CLUSTER_MSG_HEARTBEAT;
+	m.version = 1;
+	/* Version 1 has no field for it: the encoder refuses to drop it silently. */
+	assert_int_equal(cluster_msg_encode(&k, &m, buf, sizeof(buf)), -1);
+	m.map_in_force = 0;
+	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(buf[4], 1);
+	assert_int_equal(buf[83], (uint8_t)strlen("relay-1.example")); /* the name follows */
+	assert_int_equal(cluster_msg_open(&k, buf, (size_t)n, NOW_MS, WINDOW, NULL, &out),
+	                 CLUSTER_OK);
+	assert_int_equal(out.version, 1);
+	assert_int_equal(out.map_version, 42);
+	assert_int_equal(out.map_in_force, 0);
+	assert_string_equal(out.name, "relay-1.example");
+	/* The same bytes marked version 2 lack eight bytes: malformed, not misread. */
+	buf[4] = 2;
+	body = (size_t)n - CLUSTER_MAC_BYTES;
+	assert_int_equal(cluster_msg_open(&k, buf, sign(&k, buf, body), NOW_MS, WINDOW, NULL, &out),
+	                 CLUSTER_ERR_FORMAT);
+	/* Version 2 cut inside its fixed part, yet long enough for version 1: malformed. */
+	join_fill(&m);
+	n = cluster_msg_encode(&k, &m, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(cluster_msg_open(&k, buf, sign(&k, buf, 88), NOW_MS, WINDOW, NULL, &out),
+	                 CLUSTER_ERR_FORMAT);
 }
 
 static void
@@ -339,6 +387,7 @@ main(void)
 	    cmocka_unit_test(test_replayed_is_refused),
 	    cmocka_unit_test(test_full_replay_cache_refuses),
 	    cmocka_unit_test(test_truncated_oversize_and_malformed_are_refused),
+	    cmocka_unit_test(test_version_1_heartbeat_is_read_without_map_in_force),
 	    cmocka_unit_test(test_key_text_and_file_mode),
 	};
 

@@ -55,6 +55,9 @@ test_cmd_table_accepts_known_commands(void **state)
 	parse("map-publish", &req);
 	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), 0);
 	assert_int_equal(cmd.type, DIRECTOR_CMD_MAP_PUBLISH);
+	parse("map-status", &req);
+	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), 0);
+	assert_int_equal(cmd.type, DIRECTOR_CMD_MAP_STATUS);
 }
 
 static void
@@ -66,7 +69,11 @@ test_cmd_table_refuses_unknown_and_wrong_counts(void **state)
 
 	parse("flush", &req);
 	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), -1);
-	assert_string_equal(err, "unknown command 'flush' (status, drain, undrain, map-publish)");
+	assert_string_equal(err, "unknown command 'flush' (status, drain, undrain, map-publish, "
+	                         "map-status)");
+	parse("map-status all", &req);
+	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), -1);
+	assert_string_equal(err, "usage: map-status");
 	parse("map-publish now", &req);
 	assert_int_equal(director_cmd_parse(&req, &cmd, err, sizeof(err)), -1);
 	assert_string_equal(err, "usage: map-publish");
@@ -254,6 +261,71 @@ test_status_prints_aligned_tables_from_the_last_dump(void **state)
 	control_reply_free(&r);
 }
 
+static void
+join(struct director *d, enum cluster_msg_type type, const char *name, const char *addr,
+     uint64_t installed, uint64_t in_force, uint8_t ready)
+{
+	struct cluster_msg m;
+	uint8_t code;
+	char why[256];
+
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	(void)snprintf(m.name, sizeof(m.name), "%s", name);
+	m.af = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, addr, m.addr), 1);
+	m.weight = 10;
+	m.ready = ready;
+	m.map_version = installed;
+	m.map_in_force = in_force;
+	(void)members_apply(&d->members, &d->conf.director, &m, 1000, &code, why, sizeof(why));
+	assert_int_equal(code, CLUSTER_REPLY_OK);
+}
+
+/* The exact lines mailplexctl map status gives a mailbox move to wait on. */
+static void
+test_map_status_lists_every_relay_with_both_versions(void **state)
+{
+	struct fx *f = *state;
+	struct control_reply r;
+
+	handle(&f->d, "map-status", &r);
+	assert_false(r.failed);
+	assert_string_equal(r.text,
+	                    "published 0\n"
+	                    "relay relay1 map_installed 0 map_in_force 0 state static\n"
+	                    "relay relay-two map_installed 0 map_in_force 0 state static\n");
+	control_reply_free(&r);
+	f->d.mapserve.version = 42;
+	join(&f->d, CLUSTER_MSG_JOIN, "relay3", "10.0.0.23", 41, 40, CLUSTER_READY_NODE);
+	join(&f->d, CLUSTER_MSG_HEARTBEAT, "relay3", "10.0.0.23", 42, 41, CLUSTER_READY_NODE);
+	join(&f->d, CLUSTER_MSG_JOIN, "relay4", "10.0.0.24", 42, 42, CLUSTER_READY_NODE);
+	join(&f->d, CLUSTER_MSG_LEAVE, "relay4", "10.0.0.24", 42, 39, CLUSTER_READY_NODE);
+	join(&f->d, CLUSTER_MSG_JOIN, "relay5", "10.0.0.25", 42, 0, 0);
+	handle(&f->d, "map-status", &r);
+	assert_false(r.failed);
+	print_message("%s", r.text);
+	assert_string_equal(r.text,
+	                    "published 42\n"
+	                    "relay relay1 map_installed 0 map_in_force 0 state static\n"
+	                    "relay relay-two map_installed 0 map_in_force 0 state static\n"
+	                    "relay relay3 map_installed 42 map_in_force 41 state admitted\n"
+	                    "relay relay4 map_installed 42 map_in_force 39 state draining\n"
+	                    "relay relay5 map_installed 42 map_in_force 0 state not-ready\n");
+	control_reply_free(&r);
+	/* director status shows it on the relay's line too. */
+	f->d.members.fd = 0;
+	f->d.conf.director.cluster_listen = "127.0.0.1:7945";
+	handle(&f->d, "status", &r);
+	f->d.members.fd = -1;
+	f->d.conf.director.cluster_listen = NULL;
+	assert_false(r.failed);
+	assert_non_null(strstr(r.text, "\njoined: relay3 10.0.0.23 "));
+	assert_non_null(strstr(r.text, "map 42) map in force 41\n"));
+	control_reply_free(&r);
+	members_clear(&f->d.members);
+}
+
 int
 main(void)
 {
@@ -264,6 +336,8 @@ main(void)
 	                                    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_drain_of_unknown_relay_is_an_error_reply, fx_setup,
 	                                    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_map_status_lists_every_relay_with_both_versions,
+	                                    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_status_prints_aligned_tables_from_the_last_dump,
 	                                    fx_setup, fx_teardown),
 	};

@@ -162,12 +162,14 @@ test_leave_silence_and_readiness_turn_it_leaving(void **state)
 
 	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.22", "smtp");
 	assert_int_equal(apply(f, &m, 1000, &code), MEMBERS_TABLE_CHANGED);
+	assert_string_equal(members_state_word(f->mb.v[0]), "admitted");
 	/* Not ready: leaving; ready again: back. */
 	m.type = CLUSTER_MSG_HEARTBEAT;
 	m.ready = CLUSTER_READY_PROXY;
 	assert_int_equal(apply(f, &m, 2000, &code), MEMBERS_STATE_CHANGED);
 	assert_true(f->mb.v[0]->leaving);
 	assert_string_equal(f->mb.v[0]->why, "not ready");
+	assert_string_equal(members_state_word(f->mb.v[0]), "not-ready");
 	m.ready = CLUSTER_READY_NODE;
 	assert_int_equal(apply(f, &m, 3000, &code), MEMBERS_STATE_CHANGED);
 	assert_false(f->mb.v[0]->leaving);
@@ -175,6 +177,7 @@ test_leave_silence_and_readiness_turn_it_leaving(void **state)
 	assert_int_equal(members_sweep_dead(&f->mb, 13000, 10000), 0);
 	assert_int_equal(members_sweep_dead(&f->mb, 13001, 10000), 1);
 	assert_string_equal(f->mb.v[0]->why, "no heartbeat");
+	assert_string_equal(members_state_word(f->mb.v[0]), "silent");
 	assert_int_equal(members_sweep_dead(&f->mb, 14000, 10000), 0);
 	/* A heartbeat after silence brings it back. */
 	assert_int_equal(apply(f, &m, 14000, &code), MEMBERS_STATE_CHANGED);
@@ -183,12 +186,46 @@ test_leave_silence_and_readiness_turn_it_leaving(void **state)
 	m.type = CLUSTER_MSG_LEAVE;
 	assert_int_equal(apply(f, &m, 15000, &code), MEMBERS_STATE_CHANGED);
 	assert_string_equal(f->mb.v[0]->why, "leave");
+	assert_string_equal(members_state_word(f->mb.v[0]), "draining");
 	m.type = CLUSTER_MSG_HEARTBEAT;
 	assert_int_equal(apply(f, &m, 15001, &code), 0);
 	assert_true(f->mb.v[0]->leaving);
 	m.type = CLUSTER_MSG_JOIN;
 	assert_int_equal(apply(f, &m, 16000, &code), MEMBERS_STATE_CHANGED);
 	assert_false(f->mb.v[0]->leaving);
+}
+
+/* Each datagram's map_in_force is kept (LEAVE's too: a draining relay still has sessions). */
+static void
+test_map_versions_are_kept_from_every_datagram(void **state)
+{
+	struct fx *f = *state;
+	struct cluster_msg m;
+	uint8_t code;
+
+	msg(&m, CLUSTER_MSG_JOIN, "relay2", "10.0.0.22", "smtp");
+	m.map_version = 10;
+	m.map_in_force = 9;
+	assert_int_equal(apply(f, &m, 1000, &code), MEMBERS_TABLE_CHANGED);
+	assert_int_equal(f->mb.v[0]->map_version, 10);
+	assert_int_equal(f->mb.v[0]->map_in_force, 9);
+	m.type = CLUSTER_MSG_HEARTBEAT;
+	m.map_version = 11;
+	m.map_in_force = 10;
+	assert_int_equal(apply(f, &m, 2000, &code), 0);
+	assert_int_equal(f->mb.v[0]->map_version, 11);
+	assert_int_equal(f->mb.v[0]->map_in_force, 10);
+	m.type = CLUSTER_MSG_LEAVE;
+	m.map_version = 12;
+	m.map_in_force = 11;
+	assert_int_equal(apply(f, &m, 3000, &code), MEMBERS_STATE_CHANGED);
+	assert_int_equal(f->mb.v[0]->map_in_force, 11);
+	assert_int_equal(f->mb.v[0]->map_version, 11); /* installed: heartbeats only */
+	/* A relay of wire version 1 cannot tell: 0, which no move takes as done. */
+	m.type = CLUSTER_MSG_JOIN;
+	m.map_in_force = 0;
+	assert_int_equal(apply(f, &m, 4000, &code), MEMBERS_STATE_CHANGED);
+	assert_int_equal(f->mb.v[0]->map_in_force, 0);
 }
 
 static void
@@ -406,6 +443,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_heartbeat_is_asked_to_rejoin, fx_setup,
 	                                    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_leave_silence_and_readiness_turn_it_leaving,
+	                                    fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_map_versions_are_kept_from_every_datagram,
 	                                    fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_state_takes_joined_relays_for_their_services,
 	                                    fx_setup, fx_teardown),
