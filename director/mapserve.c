@@ -531,8 +531,9 @@ mapserve_map_status(struct director *d, struct control_reply *r)
 	control_reply_printf(r, "published %llu\n", (unsigned long long)d->mapserve.version);
 	for (size_t i = 0; i < st->nrelays; i++)
 		if (st->joined == NULL || st->joined[i] == NULL)
-			control_reply_printf(r, "relay %s map_installed 0 map_in_force 0 state static\n",
-			                     st->relays[i]->name);
+			control_reply_printf(
+			    r, "relay %s map_installed 0 map_in_force 0 state static\n",
+			    st->relays[i]->name);
 	for (size_t i = 0; i < d->members.n; i++) {
 		const struct member_relay *m = d->members.v[i];
 

@@ -32,7 +32,8 @@ status_in_force(const char *body)
 		if (strncmp(p, IN_FORCE_KEY, strlen(IN_FORCE_KEY)) == 0) {
 			p += strlen(IN_FORCE_KEY);
 			n = strcspn(p, "\n");
-			if (n == 0 || n >= sizeof(num) || str_copy_n(num, sizeof(num), p, n) == -1 ||
+			if (n == 0 || n >= sizeof(num) ||
+			    str_copy_n(num, sizeof(num), p, n) == -1 ||
 			    parse_u64(num, 0, UINT64_MAX, &v) == -1)
 				return 0;
 			return v;
@@ -44,12 +45,13 @@ status_in_force(const char *body)
 }
 
 /*
- * 1 when the daemon behind path answers "status" with "ok"; *in_force gets its
+ * 1 when the daemon behind path answers cmd with "ok"; *in_force gets the answer's
  * map_version_in_force (0: none). *absent is set when nothing listens there (connect
  * refused, or no such socket): a process that is gone holds no session.
  */
 static int
-agent_ready_ask(const char *path, char *why, size_t whylen, uint64_t *in_force, int *absent)
+agent_ready_ask(const char *path, const char *cmd, char *why, size_t whylen, uint64_t *in_force,
+                int *absent)
 {
 	const char *message, *body;
 	char err[CONTROL_ERR_MAX], *reply = NULL;
@@ -59,7 +61,7 @@ agent_ready_ask(const char *path, char *why, size_t whylen, uint64_t *in_force, 
 	*in_force = 0;
 	*absent = 0;
 	errno = 0;
-	if (control_client_request(path, "status", AGENT_READY_TIMEOUT_MS, &reply, &replylen, err,
+	if (control_client_request(path, cmd, AGENT_READY_TIMEOUT_MS, &reply, &replylen, err,
 	                           sizeof(err)) == -1) {
 		*absent = errno == ECONNREFUSED || errno == ENOENT;
 		err_set(why, whylen, "%s: %s", path, err);
@@ -76,16 +78,17 @@ agent_ready_ask(const char *path, char *why, size_t whylen, uint64_t *in_force, 
 }
 
 /*
- * The proxy: worker 0's answer is its readiness; every worker's socket (those of workers
- * retired by a reload and finishing their sessions too) gives its map version in force.
- * A worker's socket nobody listens on is skipped; any other failure makes it unknown (0).
+ * The proxy: worker 0's status is its readiness; every worker's socket (those of workers
+ * retired by a reload and finishing their sessions too) gives its map version in force
+ * (map-version: one line, where status lists every session). A worker's socket nobody
+ * listens on is skipped; any other failure makes it unknown (0).
  */
 static int
 agent_ready_proxy(const char *base, char *why, size_t whylen, uint64_t *in_force)
 {
 	char path[128], pattern[128];
 	uint64_t v;
-	int ok, absent, gr;
+	int ok, absent;
 	glob_t g;
 
 	*in_force = 0;
@@ -94,29 +97,31 @@ agent_ready_proxy(const char *base, char *why, size_t whylen, uint64_t *in_force
 		err_set(why, whylen, "%s: path too long", base);
 		return 0;
 	}
-	if (!(ok = agent_ready_ask(path, why, whylen, in_force, &absent)) || *in_force == 0)
+	if (!(ok = agent_ready_ask(path, "status", why, whylen, &v, &absent)))
 		return ok;
+	*in_force = UINT64_MAX;
 	memset(&g, 0, sizeof(g));
-	if ((gr = glob(pattern, GLOB_NOESCAPE, NULL, &g)) != 0) {
-		if (gr != GLOB_NOMATCH)
-			*in_force = 0;
+	/* Worker 0 answered: its socket is in the list unless it went away since. */
+	if (glob(pattern, GLOB_NOESCAPE, NULL, &g) != 0 || g.gl_pathc == 0) {
+		*in_force = 0;
 		globfree(&g);
 		return ok;
 	}
 	for (size_t i = 0; i < g.gl_pathc && *in_force != 0; i++) {
 		char ignored[CONTROL_ERR_MAX + 64];
 
-		if (strcmp(g.gl_pathv[i], path) == 0)
-			continue;
-		if (agent_ready_ask(g.gl_pathv[i], ignored, sizeof(ignored), &v, &absent)) {
+		if (agent_ready_ask(g.gl_pathv[i], "map-version", ignored, sizeof(ignored), &v,
+		                    &absent)) {
 			if (v < *in_force)
 				*in_force = v;
-		} else if (!absent) {
+		} else if (!absent || strcmp(g.gl_pathv[i], path) == 0) {
 			log_debug("readiness: %s", ignored);
 			*in_force = 0;
 		}
 	}
 	globfree(&g);
+	if (*in_force == UINT64_MAX)
+		*in_force = 0;
 	return ok;
 }
 
@@ -132,14 +137,14 @@ agent_ready_probe(struct agent *a)
 	int absent;
 
 	if (rc->smtpd_control == NULL ||
-	    agent_ready_ask(rc->smtpd_control, why, sizeof(why), &unused, &absent))
+	    agent_ready_ask(rc->smtpd_control, "status", why, sizeof(why), &unused, &absent))
 		ready |= CLUSTER_READY_SMTPD;
 	/* The deliveries in flight are the queue runner's (smtpd.queue_control). */
 	if (rc->smtpd_control != NULL && a->conf.smtpd.queue_control == NULL)
 		queue_force = 0;
 	else if (rc->smtpd_control != NULL &&
-	         !agent_ready_ask(a->conf.smtpd.queue_control, qwhy, sizeof(qwhy), &queue_force,
-	                     &absent))
+	         !agent_ready_ask(a->conf.smtpd.queue_control, "status", qwhy, sizeof(qwhy),
+	                          &queue_force, &absent))
 		queue_force = 0;
 	/* Every proxy worker serves <control>.<index>; worker 0 always exists. */
 	if (rc->proxy_control == NULL)

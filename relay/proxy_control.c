@@ -1,6 +1,6 @@
 /*
- * mailplex-proxy's control commands (status, kick) on lib/control's socket. Each worker
- * serves its own socket, <proxy.control>.<worker index>, and answers for its own sessions
+ * mailplex-proxy's control commands (status, kick, map-version) on lib/control's socket. Each
+ * worker serves its own socket, <proxy.control>.<worker index>, and answers for its own sessions
  * only; a worker retired by a reload moves to <proxy.control>.<index>.old-<pid> so that its
  * successor gets the name and kick still reaches its sessions (mailplexctl asks every
  * <proxy.control>.[0-9]* and merges). Nothing here blocks or logs a password.
@@ -41,6 +41,14 @@ proto_name(enum proxy_proto p)
 	return p == PROXY_IMAP ? "imap" : "pop3";
 }
 
+/* Exactly this line: mailplexctl move reads it from status, mailplex-relay asks for it alone. */
+static void
+control_map_version(struct proxy_ctx *ctx, struct control_reply *r)
+{
+	control_reply_printf(r, "map_version_in_force %llu\n",
+	                     (unsigned long long)(ctx->map != NULL ? ctx->map_in_force : 0));
+}
+
 static void
 control_status(struct proxy_ctx *ctx, struct control_reply *r)
 {
@@ -59,9 +67,7 @@ control_status(struct proxy_ctx *ctx, struct control_reply *r)
 	                     "worker %zu pid %d: %u pre-login, %u logged-in (generation %lu%s)\n",
 	                     ctx->worker, (int)getpid(), pre, in, ctx->generation,
 	                     ctx->retiring ? ", retiring: leaves after its last session" : "");
-	/* Exactly this line: mailplex-relay and mailplexctl move read it. */
-	control_reply_printf(r, "map_version_in_force %llu\n",
-	                     (unsigned long long)(ctx->map != NULL ? ctx->map_in_force : 0));
+	control_map_version(ctx, r);
 	if (in == 0)
 		return;
 	control_reply_printf(r, "  %-8s %-24s %-24s %-28s %-5s %s\n", "ID", "CLIENT", "USER",
@@ -114,10 +120,14 @@ control_handle(const struct control_request *req, struct control_reply *reply, v
 		control_status(ctx, reply);
 	else if (strcmp(req->argv[0], "kick") == 0 && req->argc == 2)
 		control_kick(ctx, req->argv[1], reply);
-	else if (strcmp(req->argv[0], "status") == 0 || strcmp(req->argv[0], "kick") == 0)
-		control_reply_error(reply, "usage: status | kick USER");
+	else if (strcmp(req->argv[0], "map-version") == 0 && req->argc == 1)
+		control_map_version(ctx, reply);
+	else if (strcmp(req->argv[0], "status") == 0 || strcmp(req->argv[0], "kick") == 0 ||
+	         strcmp(req->argv[0], "map-version") == 0)
+		control_reply_error(reply, "usage: status | kick USER | map-version");
 	else
-		control_reply_error(reply, "unknown command '%.32s' (status, kick)", req->argv[0]);
+		control_reply_error(reply, "unknown command '%.32s' (status, kick, map-version)",
+		                    req->argv[0]);
 }
 
 /*

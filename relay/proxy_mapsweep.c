@@ -46,7 +46,8 @@ session_must_go(struct proxy_session *s, uint64_t version, char *why, size_t why
 	case MAP_DELIVER:
 		if (res.nrcpt != 1 || res.rcpt[0].status != MAP_DELIVER ||
 		    (b = res.rcpt[0].backend) == NULL) {
-			(void)str_format(why, whylen, "map version %llu makes the user an alias", v);
+			(void)str_format(why, whylen, "map version %llu makes the user an alias",
+			                 v);
 			break;
 		}
 		ep = s->proto == PROXY_IMAP ? &b->imap : &b->pop3;
@@ -113,8 +114,8 @@ proxy_map_check(struct proxy_ctx *ctx)
 	unsigned closed = 0;
 
 	if (map_reopen_if_changed(ctx->map, 0) == -1)
-		log_debug("worker %zu: map: replacement unusable, version %llu stays",
-		          ctx->worker, (unsigned long long)map_version(ctx->map));
+		log_debug("worker %zu: map: replacement unusable, version %llu stays", ctx->worker,
+		          (unsigned long long)map_version(ctx->map));
 	for (int i = 0; i < SWEEPS_PER_CHECK; i++) {
 		v = map_version(ctx->map);
 		if (v == ctx->map_in_force)

@@ -1,8 +1,9 @@
 /*
  * The queue runner's control commands on lib/control's socket (smtpd.queue_control):
- * status (counts, the map version in force), list (filtered by back end or address), show (envelope, per-recipient state, the first
- * header lines — never the body), flush, hold, release, delete. Runs on the loop; the
- * only disk access is show's bounded read of the headers and the fsynced state records.
+ * status (counts, the map version in force), list (filtered by back end or address), show
+ * (envelope, per-recipient state, the first header lines — never the body), flush, hold,
+ * release, delete. Runs on the loop; the only disk access is show's bounded read of the
+ * headers and the fsynced state records.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -348,8 +349,7 @@ ctl_status(struct queue_ctx *ctx, const struct control_request *req, struct cont
 	                     queued, active, deferred, held, inflight, waiting, conns);
 	/* Exactly these lines: mailplex-relay and mailplexctl move read them. */
 	control_reply_printf(r, "map_version %" PRIu64 "\nmap_version_in_force %" PRIu64 "\n",
-	                     ctx->map != NULL ? map_version(ctx->map) : 0,
-	                     queue_map_in_force(ctx));
+	                     ctx->map != NULL ? map_version(ctx->map) : 0, queue_map_in_force(ctx));
 }
 
 void

@@ -291,9 +291,10 @@ test_map_status_lists_every_relay_with_both_versions(void **state)
 
 	handle(&f->d, "map-status", &r);
 	assert_false(r.failed);
-	assert_string_equal(r.text, "published 0\n"
-	                            "relay relay1 map_installed 0 map_in_force 0 state static\n"
-	                            "relay relay-two map_installed 0 map_in_force 0 state static\n");
+	assert_string_equal(r.text,
+	                    "published 0\n"
+	                    "relay relay1 map_installed 0 map_in_force 0 state static\n"
+	                    "relay relay-two map_installed 0 map_in_force 0 state static\n");
 	control_reply_free(&r);
 	f->d.mapserve.version = 42;
 	join(&f->d, CLUSTER_MSG_JOIN, "relay3", "10.0.0.23", 41, 40, CLUSTER_READY_NODE);
@@ -304,12 +305,13 @@ test_map_status_lists_every_relay_with_both_versions(void **state)
 	handle(&f->d, "map-status", &r);
 	assert_false(r.failed);
 	print_message("%s", r.text);
-	assert_string_equal(r.text, "published 42\n"
-	                            "relay relay1 map_installed 0 map_in_force 0 state static\n"
-	                            "relay relay-two map_installed 0 map_in_force 0 state static\n"
-	                            "relay relay3 map_installed 42 map_in_force 41 state admitted\n"
-	                            "relay relay4 map_installed 42 map_in_force 39 state draining\n"
-	                            "relay relay5 map_installed 42 map_in_force 0 state not-ready\n");
+	assert_string_equal(r.text,
+	                    "published 42\n"
+	                    "relay relay1 map_installed 0 map_in_force 0 state static\n"
+	                    "relay relay-two map_installed 0 map_in_force 0 state static\n"
+	                    "relay relay3 map_installed 42 map_in_force 41 state admitted\n"
+	                    "relay relay4 map_installed 42 map_in_force 39 state draining\n"
+	                    "relay relay5 map_installed 42 map_in_force 0 state not-ready\n");
 	control_reply_free(&r);
 	/* director status shows it on the relay's line too. */
 	f->d.members.fd = 0;
