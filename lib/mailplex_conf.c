@@ -438,15 +438,20 @@ static const struct conf_key mailplex_relay_agent_keys[] = {
 static const char *const mailplex_move_modes[] = {"cluster", "local", NULL};
 
 /*
- * Dovecot's dsync pulling OLD over IMAP into NEW's store (doveadm-backup(1), -R: from
- * the remote side); it runs where NEW's mail store and dovecot.conf are. The password
- * reaches doveadm through its environment (%{env:...}), never through an argument.
+ * Dovecot's dsync pulling OLD over IMAP into NEW's store (doveadm-backup(1), -R: from the
+ * remote side), run where NEW's mail store and dovecot.conf are. The master password
+ * reaches doveadm through a config file that includes dovecot.conf and reads the password
+ * from mailplexctl's private 0600 file ("<file"), never through an argument: imapc_password
+ * is not variable-expanded, and arguments are world-readable in /proc.
  */
 #define MOVE_COPY_DEFAULT                                                                          \
-	"doveadm -o imapc_host=\"$MAILPLEX_OLD_HOST\" -o imapc_port=\"$MAILPLEX_OLD_IMAP_PORT\" "  \
-	"-o imapc_user=\"$MAILPLEX_USER\" -o imapc_master_user=\"$MAILPLEX_MASTER_USER\" "         \
-	"-o imapc_password=%{env:MAILPLEX_MASTER_PASSWORD} "                                       \
-	"-o imapc_features=\"rfc822.size fetch-headers\" -o mail_prefetch_count=20 "               \
+	"printf '!include %s\\nimapc_password = <%s\\n' "                                         \
+	"\"${DOVECOT_CONF:-/etc/dovecot/dovecot.conf}\" \"$MAILPLEX_MASTER_PASSWORD_FILE\" "          \
+	">\"$MAILPLEX_TMPDIR/dovecot.conf\" && "                                                    \
+	"doveadm -c \"$MAILPLEX_TMPDIR/dovecot.conf\" -o imapc_host=\"$MAILPLEX_OLD_HOST\" "        \
+	"-o imapc_port=\"$MAILPLEX_OLD_IMAP_PORT\" -o imapc_ssl=\"$MAILPLEX_OLD_IMAPC_SSL\" "        \
+	"-o imapc_user=\"$MAILPLEX_USER\" -o imapc_master_user=\"$MAILPLEX_MASTER_USER\" "           \
+	"-o imapc_features=\"rfc822.size fetch-headers\" -o mail_prefetch_count=20 "                 \
 	"backup -R -u \"$MAILPLEX_USER\" imapc:"
 
 static const struct conf_key mailplex_move_keys[] = {
