@@ -211,10 +211,13 @@ worker_sockets(const char *base, glob_t *g)
 	return g->gl_pathc > WORKER_SOCKETS_MAX ? -1 : (int)g->gl_pathc;
 }
 
-/* Local mode: 1 when every socket of base reports map_version_in_force >= version. */
+/*
+ * Local mode: 1 when every socket of base answers cmd with map_version_in_force >= version
+ * (the proxy's map-version is one line; the queue runner's status is short).
+ */
 static int
-local_in_force(const char *what, const char *base, const char *user, uint64_t version,
-               char *why, size_t whylen)
+local_in_force(const char *what, const char *base, const char *cmd, const char *user,
+               uint64_t version, char *why, size_t whylen)
 {
 	char line[CONTROL_REQUEST_MAX_BYTES], aerr[CONTROL_ERR_MAX + 128], *body;
 	uint64_t v;
@@ -232,8 +235,7 @@ local_in_force(const char *what, const char *base, const char *user, uint64_t ve
 		    str_format(line, sizeof(line), "kick %s", user) == 0 &&
 		    (body = ask(g.gl_pathv[i], line, ASK_TIMEOUT_MS, aerr, sizeof(aerr))) != NULL)
 			free(body);
-		if ((body = ask(g.gl_pathv[i], "status", ASK_TIMEOUT_MS, aerr, sizeof(aerr))) ==
-		    NULL) {
+		if ((body = ask(g.gl_pathv[i], cmd, ASK_TIMEOUT_MS, aerr, sizeof(aerr))) == NULL) {
 			err_set(why, whylen, "%s", aerr);
 			done = 0;
 			break;
@@ -264,13 +266,14 @@ move_barrier(const struct mailplex_conf *conf, const char *user, uint64_t versio
 	for (uint64_t i = 0; i < max_polls; i++) {
 		if (conf->move.mode == MAILPLEX_MOVE_LOCAL) {
 			if (!proxies)
-				proxies = local_in_force("mailplex-proxy", conf->proxy.control, user,
-				                         version, why, sizeof(why));
+				proxies = local_in_force("mailplex-proxy", conf->proxy.control,
+				                         "map-version", user, version, why,
+				                         sizeof(why));
 			if (proxies && *reached_step < MOVE_STEP_SESSIONS_CLOSED)
 				*reached_step = MOVE_STEP_SESSIONS_CLOSED;
 			if (proxies && !queue)
 				queue = local_in_force("the queue runner", conf->smtpd.queue_control,
-				                       NULL, version, why, sizeof(why));
+				                       "status", NULL, version, why, sizeof(why));
 			if (proxies && queue) {
 				*reached_step = MOVE_STEP_QUEUE_DRAINED;
 				return 0;
