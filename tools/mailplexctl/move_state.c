@@ -22,6 +22,8 @@
 #define STATE_FILE_MAX  8192
 #define STATE_SUFFIX    ".state"
 #define STATUS_ROWS_MAX 100000
+#define LOCK_POLL_MS     100
+#define LOCK_WAIT_MAX_MS (10 * 60 * 1000)
 
 static const char *const step_names[] = {
     "start",          "migrating-published", "sessions-closed", "queue-drained",
@@ -259,10 +261,14 @@ move_state_save(const struct mailplex_conf *conf, struct move_state *st, char *e
 			break;
 		o += (size_t)n;
 	}
-	if (o < len || fsync(fd) == -1 || close(fd) == -1 || rename(tmp, path) == -1) {
+	if (o < len || fsync(fd) == -1) {
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
+		(void)close(fd);
+		(void)unlink(tmp);
+		return -1;
+	}
+	if (close(fd) == -1 || rename(tmp, path) == -1) {
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		if (o < len)
-			(void)close(fd);
 		(void)unlink(tmp);
 		return -1;
 	}
@@ -291,16 +297,23 @@ move_lock(const struct mailplex_conf *conf, const char *name, int wait, char *er
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	/* flock waits without a bound only for the map lock, held for one edit and publish. */
-	while (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) == -1) {
+	/*
+	 * The map lock is held for one edit and one publish (bounded by the publish timeout):
+	 * wait for it, but not for ever. A user's lock is held for a whole move: refuse.
+	 */
+	for (uint64_t waited = 0;; waited += LOCK_POLL_MS) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
 		if (errno == EINTR)
 			continue;
-		err_set(err, errlen, "%s: %s", path,
-		        errno == EWOULDBLOCK ? "another move holds it" : strerror(errno));
-		(void)close(fd);
-		return -1;
+		if (errno != EWOULDBLOCK || !wait || waited >= LOCK_WAIT_MAX_MS)
+			break;
+		(void)usleep(LOCK_POLL_MS * 1000);
 	}
-	return fd;
+	err_set(err, errlen, "%s: %s", path,
+	        errno == EWOULDBLOCK ? "another move holds it" : strerror(errno));
+	(void)close(fd);
+	return -1;
 }
 
 static int
