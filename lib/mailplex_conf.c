@@ -445,13 +445,13 @@ static const char *const mailplex_move_modes[] = {"cluster", "local", NULL};
  * is not variable-expanded, and arguments are world-readable in /proc.
  */
 #define MOVE_COPY_DEFAULT                                                                          \
-	"printf '!include %s\\nimapc_password = <%s\\n' "                                         \
-	"\"${DOVECOT_CONF:-/etc/dovecot/dovecot.conf}\" \"$MAILPLEX_MASTER_PASSWORD_FILE\" "          \
-	">\"$MAILPLEX_TMPDIR/dovecot.conf\" && "                                                    \
-	"doveadm -c \"$MAILPLEX_TMPDIR/dovecot.conf\" -o imapc_host=\"$MAILPLEX_OLD_HOST\" "        \
-	"-o imapc_port=\"$MAILPLEX_OLD_IMAP_PORT\" -o imapc_ssl=\"$MAILPLEX_OLD_IMAPC_SSL\" "        \
-	"-o imapc_user=\"$MAILPLEX_USER\" -o imapc_master_user=\"$MAILPLEX_MASTER_USER\" "           \
-	"-o imapc_features=\"rfc822.size fetch-headers\" -o mail_prefetch_count=20 "                 \
+	"printf '!include %s\\nimapc_password = <%s\\n' "                                          \
+	"\"${DOVECOT_CONF:-/etc/dovecot/dovecot.conf}\" \"$MAILPLEX_MASTER_PASSWORD_FILE\" "       \
+	">\"$MAILPLEX_TMPDIR/dovecot.conf\" && "                                                   \
+	"doveadm -c \"$MAILPLEX_TMPDIR/dovecot.conf\" -o imapc_host=\"$MAILPLEX_OLD_HOST\" "       \
+	"-o imapc_port=\"$MAILPLEX_OLD_IMAP_PORT\" -o imapc_ssl=\"$MAILPLEX_OLD_IMAPC_SSL\" "      \
+	"-o imapc_user=\"$MAILPLEX_USER\" -o imapc_master_user=\"$MAILPLEX_MASTER_USER\" "         \
+	"-o imapc_features=\"rfc822.size fetch-headers\" -o mail_prefetch_count=20 "               \
 	"backup -R -u \"$MAILPLEX_USER\" imapc:"
 
 static const struct conf_key mailplex_move_keys[] = {

@@ -202,16 +202,16 @@ enum mailplex_move_mode {
 
 /* mailplexctl move: a user's mailbox moved between back ends. */
 struct mailplex_conf_move {
-	int mode;                   /* enum mailplex_move_mode */
-	char *state_dir;            /* one state file and one lock per move */
-	char *copy_command;         /* /bin/sh -c, with MAILPLEX_* in its environment */
-	uint64_t copy_timeout_ms;   /* then the copy is killed and the step fails */
-	char *master_user;          /* the back ends' master user (copy and verify) */
-	char *master_password_file; /* its password, first line; never logged */
+	int mode;                    /* enum mailplex_move_mode */
+	char *state_dir;             /* one state file and one lock per move */
+	char *copy_command;          /* /bin/sh -c, with MAILPLEX_* in its environment */
+	uint64_t copy_timeout_ms;    /* then the copy is killed and the step fails */
+	char *master_user;           /* the back ends' master user (copy and verify) */
+	char *master_password_file;  /* its password, first line; never logged */
 	uint64_t barrier_timeout_ms; /* wait this long for every daemon to use the new map */
-	int64_t concurrency;        /* moves in parallel with --batch */
-	int verify;                 /* compare message counts per folder after the copy */
-	uint64_t imap_timeout_ms;   /* one verify connection, every read and write */
+	int64_t concurrency;         /* moves in parallel with --batch */
+	int verify;                  /* compare message counts per folder after the copy */
+	uint64_t imap_timeout_ms;    /* one verify connection, every read and write */
 };
 
 struct mailplex_conf {

@@ -38,13 +38,14 @@ map_edit_parse(const char *name, const char *buf, size_t len, char *err, size_t 
 	struct map_source *src;
 
 	if ((src = map_source_parse(name, buf, len, edit_diag, &d)) == NULL)
-		err_set(err, errlen, "%s", d.first[0] != '\0' ? d.first : "the source does not compile");
+		err_set(err, errlen, "%s",
+		        d.first[0] != '\0' ? d.first : "the source does not compile");
 	return src;
 }
 
 static int
-edit_locate_in(const struct map_source *src, const char *user, struct map_edit_user *out,
-               char *err, size_t errlen)
+edit_locate_in(const struct map_source *src, const char *user, struct map_edit_user *out, char *err,
+               size_t errlen)
 {
 	const struct map_tables *t = src->tables;
 	char local[MAP_LOCAL_MAX + 1], domain[MAP_DOMAIN_MAX + 1], why[256];
@@ -206,9 +207,8 @@ map_edit_line_text(const char *buf, size_t len, unsigned int line, char *out, si
 }
 
 int
-map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key,
-                const char *state, int whole, char **out, size_t *outlen, char *err,
-                size_t errlen)
+map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key, const char *state,
+                int whole, char **out, size_t *outlen, char *err, size_t errlen)
 {
 	char repl[MAP_LINE_MAX + 2];
 	const char *end = buf + len, *start = NULL, *stop = NULL;
@@ -247,8 +247,8 @@ map_edit_splice(const char *buf, size_t len, unsigned int line, const char *key,
 		} else if (state != NULL) {
 			if (cl > MAP_LINE_MAX ||
 			    edit_user_line(start, cl, state, repl, sizeof(repl) - 1) == -1) {
-				err_set(err, errlen, "line %u is not a user line this tool can edit",
-				        line);
+				err_set(err, errlen,
+				        "line %u is not a user line this tool can edit", line);
 				return -1;
 			}
 			rl = strlen(repl);
@@ -337,7 +337,8 @@ map_edit_write(const char *path, const char *buf, size_t len, char *err, size_t 
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (str_copy(dcopy, sizeof(dcopy), path) == -1 || str_copy(bcopy, sizeof(bcopy), path) == -1) {
+	if (str_copy(dcopy, sizeof(dcopy), path) == -1 ||
+	    str_copy(bcopy, sizeof(bcopy), path) == -1) {
 		err_set(err, errlen, "%s: path too long", path);
 		return -1;
 	}
@@ -448,8 +449,8 @@ map_edit_user(const char *path, const char *user, const char *state, struct map_
 }
 
 int
-map_edit_user_line(const char *path, const char *user, const char *text,
-                   struct map_source **srcp, char *err, size_t errlen)
+map_edit_user_line(const char *path, const char *user, const char *text, struct map_source **srcp,
+                   char *err, size_t errlen)
 {
 	return edit_user(path, user, text, 1, srcp, err, errlen);
 }

@@ -24,10 +24,10 @@ enum map_edit_via {
 struct map_edit_user {
 	char key[MAP_ADDR_MAX + 2]; /* "local@domain", normalized */
 	enum map_edit_via via;
-	char state;                            /* 'D' deliver, 'M' migrating, 'R' reject */
-	char backend[MAP_NAME_MAX + 1];        /* D: the back end; M: the new one */
-	char old_backend[MAP_NAME_MAX + 1];    /* M: the old one */
-	unsigned int line;                     /* MAP_EDIT_VIA_USER: its line, else 0 */
+	char state;                         /* 'D' deliver, 'M' migrating, 'R' reject */
+	char backend[MAP_NAME_MAX + 1];     /* D: the back end; M: the new one */
+	char old_backend[MAP_NAME_MAX + 1]; /* M: the old one */
+	unsigned int line;                  /* MAP_EDIT_VIA_USER: its line, else 0 */
 };
 
 /* Parses a whole source; NULL with the first error ("file:line: message") in err. */
@@ -54,8 +54,7 @@ int map_edit_splice(const char *buf, size_t len, unsigned int line, const char *
                     size_t errlen);
 
 /* Line `line` (1-based) of buf without its CR LF. 0, or -1 if absent or too long. */
-int map_edit_line_text(const char *buf, size_t len, unsigned int line, char *out,
-                       size_t outlen);
+int map_edit_line_text(const char *buf, size_t len, unsigned int line, char *out, size_t outlen);
 
 /* Reads a whole source file (at most MAP_EDIT_SOURCE_MAX bytes). malloc'd, or NULL + err. */
 char *map_edit_read(const char *path, size_t *lenp, char *err, size_t errlen);

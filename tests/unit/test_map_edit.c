@@ -21,14 +21,14 @@
 
 #define SRC                                                                                        \
 	"# the map\n"                                                                              \
-	"backend alf   lmtp=10.1.0.11:24 imap=10.1.0.11:143 tls=off\n"                              \
-	"backend fritz lmtp=10.1.0.12:24 imap=10.1.0.12:143 tls=on\n"                               \
-	"domain bigisp.com default alf\n"                                                           \
-	"domain bigisp.net\n"                                                                       \
-	"  user John@BigISP.com   fritz   # pinned, \"quoted\" # twice\n"                           \
-	"user mallory reject \"closed # not a comment\"\n"                                          \
-	"user ops@bigisp.net fritz\n"                                                               \
-	"alias postmaster: john\n"                                                                  \
+	"backend alf   lmtp=10.1.0.11:24 imap=10.1.0.11:143 tls=off\n"                             \
+	"backend fritz lmtp=10.1.0.12:24 imap=10.1.0.12:143 tls=on\n"                              \
+	"domain bigisp.com default alf\n"                                                          \
+	"domain bigisp.net\n"                                                                      \
+	"  user John@BigISP.com   fritz   # pinned, \"quoted\" # twice\n"                          \
+	"user mallory reject \"closed # not a comment\"\n"                                         \
+	"user ops@bigisp.net fritz\n"                                                              \
+	"alias postmaster: john\n"                                                                 \
 	"rule a-k alf\n"
 
 static char dir[64];
@@ -106,10 +106,11 @@ test_locate_refuses_aliases_unknown_and_details(void **state)
 	assert_int_equal(
 	    map_edit_locate("m", SRC, strlen(SRC), "nobody@bigisp.net", &u, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "unknown user"));
-	assert_int_equal(map_edit_locate("m", SRC, strlen(SRC), "john+x", &u, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "+detail"));
-	assert_int_equal(map_edit_locate("m", SRC, strlen(SRC), "a@example.org", &u, err, sizeof(err)),
+	assert_int_equal(map_edit_locate("m", SRC, strlen(SRC), "john+x", &u, err, sizeof(err)),
 	                 -1);
+	assert_non_null(strstr(err, "+detail"));
+	assert_int_equal(
+	    map_edit_locate("m", SRC, strlen(SRC), "a@example.org", &u, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "not served"));
 }
 
@@ -122,8 +123,8 @@ test_replacing_keeps_every_other_byte_and_the_comment(void **state)
 	struct stat sb;
 
 	(void)state;
-	assert_int_equal(map_edit_user(path, "john", "migrating fritz -> alf", NULL, err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    map_edit_user(path, "john", "migrating fritz -> alf", NULL, err, sizeof(err)), 0);
 	b = slurp(&len);
 	assert_non_null(strstr(b, "\n  user John@BigISP.com migrating fritz -> alf   # pinned, "
 	                          "\"quoted\" # twice\nuser mallory"));
@@ -133,7 +134,8 @@ test_replacing_keeps_every_other_byte_and_the_comment(void **state)
 	assert_string_equal(u.old_backend, "fritz");
 	assert_string_equal(u.backend, "alf");
 	free(b);
-	assert_int_equal(map_edit_user(path, "JOHN@bigisp.com", "fritz", NULL, err, sizeof(err)), 0);
+	assert_int_equal(map_edit_user(path, "JOHN@bigisp.com", "fritz", NULL, err, sizeof(err)),
+	                 0);
 	b = slurp(&len);
 	/* Back to the original state: the very same bytes, spacing before the comment aside. */
 	assert_non_null(strstr(b, "  user John@BigISP.com fritz   # pinned"));
@@ -150,8 +152,8 @@ test_a_user_under_a_rule_is_appended_and_removed_again(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(map_edit_user(path, "bob", "migrating alf -> fritz", &src, err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    map_edit_user(path, "bob", "migrating alf -> fritz", &src, err, sizeof(err)), 0);
 	assert_non_null(src);
 	map_source_free(src);
 	b = slurp(&len);
@@ -174,8 +176,8 @@ test_append_after_a_last_line_without_newline(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(map_edit_splice(s, strlen(s), 0, "u@x.org", "a", 0, &out, &len, err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    map_edit_splice(s, strlen(s), 0, "u@x.org", "a", 0, &out, &len, err, sizeof(err)), 0);
 	assert_int_equal(len, strlen(s) + strlen("\nuser u@x.org a\n"));
 	assert_memory_equal(out + strlen(s), "\nuser u@x.org a\n", len - strlen(s));
 	free(out);
@@ -189,11 +191,13 @@ test_crlf_line_keeps_its_cr(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(map_edit_splice(s, strlen(s), 2, "u@x.org", "migrating b -> c", 0, &out, &len,
-	                                 err, sizeof(err)),
+	assert_int_equal(map_edit_splice(s, strlen(s), 2, "u@x.org", "migrating b -> c", 0, &out,
+	                                 &len, err, sizeof(err)),
 	                 0);
-	assert_int_equal(len, strlen("domain x.org\r\nuser u migrating b -> c # c\r\nrule a-k b\r\n"));
-	assert_memory_equal(out, "domain x.org\r\nuser u migrating b -> c # c\r\nrule a-k b\r\n", len);
+	assert_int_equal(len,
+	                 strlen("domain x.org\r\nuser u migrating b -> c # c\r\nrule a-k b\r\n"));
+	assert_memory_equal(out, "domain x.org\r\nuser u migrating b -> c # c\r\nrule a-k b\r\n",
+	                    len);
 	free(out);
 }
 
@@ -244,15 +248,16 @@ test_a_saved_line_is_restored_exactly(void **state)
 	assert_int_equal(map_edit_line_text(b, len, 6, line, sizeof(line)), 0);
 	assert_string_equal(line, "  user John@BigISP.com   fritz   # pinned, \"quoted\" # twice");
 	free(b);
-	assert_int_equal(map_edit_user(path, "john", "migrating fritz -> alf", NULL, err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    map_edit_user(path, "john", "migrating fritz -> alf", NULL, err, sizeof(err)), 0);
 	assert_int_equal(map_edit_user_line(path, "john", line, NULL, err, sizeof(err)), 0);
 	b = slurp(&len);
 	assert_int_equal(len, strlen(SRC));
 	assert_memory_equal(b, SRC, len);
 	free(b);
 	/* Only a user line may be restored that way. */
-	assert_int_equal(map_edit_user_line(path, "bob", "user bob alf", NULL, err, sizeof(err)), -1);
+	assert_int_equal(map_edit_user_line(path, "bob", "user bob alf", NULL, err, sizeof(err)),
+	                 -1);
 }
 
 int
@@ -270,8 +275,8 @@ main(void)
 	    cmocka_unit_test(test_crlf_line_keeps_its_cr),
 	    cmocka_unit_test_setup_teardown(test_an_invalid_result_is_refused_and_nothing_changes,
 	                                    setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_a_broken_source_is_refused_with_file_and_line, setup,
-	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_broken_source_is_refused_with_file_and_line,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,7 +24,8 @@ test_frame_waits_for_the_whole_literal(void **state)
 	(void)state;
 	assert_int_equal(move_imap_frame(s, 10), 0);
 	assert_int_equal(move_imap_frame(s, 22), 0); /* the literal is not whole yet */
-	assert_int_equal(move_imap_frame(s, strlen(s)), strlen("* LIST () \".\" {5}\r\nab\"cd\r\n"));
+	assert_int_equal(move_imap_frame(s, strlen(s)),
+	                 strlen("* LIST () \".\" {5}\r\nab\"cd\r\n"));
 }
 
 static void
@@ -99,9 +100,8 @@ test_in_force_line_is_found_among_others(void **state)
 	uint64_t v = 0;
 
 	(void)state;
-	assert_int_equal(move_parse_in_force("worker 0 pid 3: 2 sessions\nmap_version_in_force 17\n",
-	                                     &v),
-	                 0);
+	assert_int_equal(
+	    move_parse_in_force("worker 0 pid 3: 2 sessions\nmap_version_in_force 17\n", &v), 0);
 	assert_int_equal(v, 17);
 	assert_int_equal(move_parse_in_force("map_version 18\n", &v), -1);
 }
@@ -123,9 +123,9 @@ test_map_status_waits_for_every_relay_but_left_and_static(void **state)
 	assert_non_null(strstr(lag, "r2 (state draining, map in force 19)"));
 	assert_int_equal(move_parse_map_status(ok, 20, lag, sizeof(lag)), 1);
 	assert_int_equal(move_parse_map_status("relay r1 x\n", 20, lag, sizeof(lag)), -1);
-	assert_int_equal(move_parse_map_status("published 3\nrelay r1 map_installed 3\n", 3, lag,
-	                                       sizeof(lag)),
-	                 -1);
+	assert_int_equal(
+	    move_parse_map_status("published 3\nrelay r1 map_installed 3\n", 3, lag, sizeof(lag)),
+	    -1);
 }
 
 static void

@@ -25,8 +25,8 @@
 #define MOVE_EXIT_USAGE  2
 #define BATCH_LINES_MAX  100000
 
-static void
-say(const struct move_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const struct move_state *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 say(const struct move_state *st, const char *fmt, ...)
@@ -101,8 +101,8 @@ backend(const struct map_source *src, const char *name)
 
 /* The user's entry now, from the source; orig (if not NULL) gets its line's text. */
 static int
-locate_line(const struct mailplex_conf *conf, const char *user, struct map_edit_user *u,
-            char *orig, size_t origlen, char *err, size_t errlen)
+locate_line(const struct mailplex_conf *conf, const char *user, struct map_edit_user *u, char *orig,
+            size_t origlen, char *err, size_t errlen)
 {
 	size_t len;
 	char *buf;
@@ -240,8 +240,9 @@ move_begin(const struct move_ctx *ctx, const char *user, const char *to, struct 
 		return -1;
 	if (had && old.status == MOVE_RUNNING) {
 		if (strcmp(old.new, to) != 0) {
-			err_set(err, errlen, "a move of %s to %s is unfinished (step %s); resume it "
-			                     "with --to %s",
+			err_set(err, errlen,
+			        "a move of %s to %s is unfinished (step %s); resume it "
+			        "with --to %s",
 			        u.key, old.new, move_step_name(old.step), old.new);
 			return -1;
 		}
@@ -251,7 +252,8 @@ move_begin(const struct move_ctx *ctx, const char *user, const char *to, struct 
 			say(st, "resuming after step %s", move_step_name(st->step));
 			return 1;
 		}
-		if (old.step == MOVE_STEP_START && u.state == 'D' && strcmp(u.backend, old.old) == 0) {
+		if (old.step == MOVE_STEP_START && u.state == 'D' &&
+		    strcmp(u.backend, old.old) == 0) {
 			*st = old; /* interrupted before the first edit */
 			return 1;
 		}
@@ -260,8 +262,9 @@ move_begin(const struct move_ctx *ctx, const char *user, const char *to, struct 
 			*st = old; /* interrupted after the last edit: publish once more */
 			return 1;
 		}
-		err_set(err, errlen, "%s: the unfinished move %s -> %s (step %s) no longer matches "
-		                     "the source (%s); fix the source or remove %s's state file",
+		err_set(err, errlen,
+		        "%s: the unfinished move %s -> %s (step %s) no longer matches "
+		        "the source (%s); fix the source or remove %s's state file",
 		        u.key, old.old, old.new, move_step_name(old.step),
 		        u.state == 'M' ? "another migrating line" : "the user is not migrating",
 		        u.key);
@@ -273,8 +276,9 @@ move_begin(const struct move_ctx *ctx, const char *user, const char *to, struct 
 		return -1;
 	}
 	if (u.state == 'M') {
-		err_set(err, errlen, "%s is already migrating %s -> %s in the source (line %u), "
-		                     "not by mailplexctl move; finish that by hand",
+		err_set(err, errlen,
+		        "%s is already migrating %s -> %s in the source (line %u), "
+		        "not by mailplexctl move; finish that by hand",
 		        u.key, u.old_backend, u.backend, u.line);
 		return -1;
 	}
@@ -337,8 +341,9 @@ move_run(const struct move_ctx *ctx, const char *user, const char *to)
 			goto failed;
 		}
 		st.version = v;
-		say(&st, "published as migrating (map version %llu): new mail is deferred, logins "
-		         "refused for now",
+		say(&st,
+		    "published as migrating (map version %llu): new mail is deferred, logins "
+		    "refused for now",
 		    (unsigned long long)v);
 		if (record(ctx, &st, MOVE_STEP_MIGRATING) != 0)
 			goto failed;
@@ -349,8 +354,9 @@ move_run(const struct move_ctx *ctx, const char *user, const char *to)
 			fail(ctx, &st, reached + 1, err);
 			goto failed;
 		}
-		say(&st, "map version %llu in force everywhere: no session on %s, nothing "
-		         "queued towards it",
+		say(&st,
+		    "map version %llu in force everywhere: no session on %s, nothing "
+		    "queued towards it",
 		    (unsigned long long)st.version, st.old);
 		if (record(ctx, &st, MOVE_STEP_QUEUE_DRAINED) != 0)
 			goto failed;
@@ -386,8 +392,8 @@ move_run(const struct move_ctx *ctx, const char *user, const char *to)
 	st.error[0] = '\0';
 	if (record(ctx, &st, MOVE_STEP_DONE) != 0)
 		goto failed;
-	say(&st, "done: published on %s (map version %llu); deferred mail now flows there",
-	    st.new, (unsigned long long)v);
+	say(&st, "done: published on %s (map version %llu); deferred mail now flows there", st.new,
+	    (unsigned long long)v);
 	map_source_free(src);
 	return MOVE_EXIT_OK;
 failed:
@@ -452,7 +458,8 @@ batch_read(const char *path, struct batch_line **out, size_t *nout)
 		if (k <= 0)
 			continue;
 		if (k != 2 || strlen(u) > MAP_ADDR_MAX) {
-			fprintf(stderr, "mailplexctl: %s:%u: expected USER BACKEND\n", path, lineno);
+			fprintf(stderr, "mailplexctl: %s:%u: expected USER BACKEND\n", path,
+			        lineno);
 			bad = 1;
 			continue;
 		}
@@ -558,12 +565,11 @@ move_config_print(const struct mailplex_conf *conf)
 	printf("mode %s\nmap.source %s\nmap.db %s\nstate_dir %s\nmaster_user %s\n"
 	       "master_password_file %s\nbarrier_timeout %llums\ncopy_timeout %llums\n"
 	       "verify %s\nimap_timeout %llums\nconcurrency %lld\ncopy_command %s\n",
-	       m->mode == MAILPLEX_MOVE_LOCAL ? "local" : "cluster", conf->map.source,
-	       conf->map.db, m->state_dir, m->master_user != NULL ? m->master_user : "-",
-	       m->master_password_file, (unsigned long long)m->barrier_timeout_ms,
-	       (unsigned long long)m->copy_timeout_ms, m->verify ? "true" : "false",
-	       (unsigned long long)m->imap_timeout_ms, (long long)m->concurrency,
-	       m->copy_command);
+	       m->mode == MAILPLEX_MOVE_LOCAL ? "local" : "cluster", conf->map.source, conf->map.db,
+	       m->state_dir, m->master_user != NULL ? m->master_user : "-", m->master_password_file,
+	       (unsigned long long)m->barrier_timeout_ms, (unsigned long long)m->copy_timeout_ms,
+	       m->verify ? "true" : "false", (unsigned long long)m->imap_timeout_ms,
+	       (long long)m->concurrency, m->copy_command);
 }
 
 int

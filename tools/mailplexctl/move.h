@@ -19,13 +19,13 @@
 
 /* In order: a move goes down this list; a resumed one starts after the last recorded. */
 enum move_step {
-	MOVE_STEP_START = 0,          /* nothing done yet */
-	MOVE_STEP_MIGRATING,          /* "migrating OLD -> NEW" published */
-	MOVE_STEP_SESSIONS_CLOSED,    /* every proxy uses that map: no session on OLD */
-	MOVE_STEP_QUEUE_DRAINED,      /* no delivery towards OLD in flight or to come */
-	MOVE_STEP_COPIED,             /* the copy command succeeded */
-	MOVE_STEP_VERIFIED,           /* message counts per folder equal */
-	MOVE_STEP_DONE,               /* the user published on NEW */
+	MOVE_STEP_START = 0,       /* nothing done yet */
+	MOVE_STEP_MIGRATING,       /* "migrating OLD -> NEW" published */
+	MOVE_STEP_SESSIONS_CLOSED, /* every proxy uses that map: no session on OLD */
+	MOVE_STEP_QUEUE_DRAINED,   /* no delivery towards OLD in flight or to come */
+	MOVE_STEP_COPIED,          /* the copy command succeeded */
+	MOVE_STEP_VERIFIED,        /* message counts per folder equal */
+	MOVE_STEP_DONE,            /* the user published on NEW */
 };
 
 enum move_status {
@@ -38,13 +38,13 @@ struct move_state {
 	char user[MAP_ADDR_MAX + 2]; /* local@domain */
 	char old[MAP_NAME_MAX + 1];
 	char new[MAP_NAME_MAX + 1];
-	int via_user;     /* the user had a user line before (else a rule or default) */
-	int step;         /* enum move_step: the last one completed */
-	int status;       /* enum move_status */
-	int failed_step;  /* MOVE_FAILED: the step that failed */
-	uint64_t version; /* the map version that made the user migrating */
-	uint64_t started, updated; /* unix time */
-	char error[MOVE_ERR_MAX];  /* MOVE_FAILED: why, and how the rollback went */
+	int via_user;                /* the user had a user line before (else a rule or default) */
+	int step;                    /* enum move_step: the last one completed */
+	int status;                  /* enum move_status */
+	int failed_step;             /* MOVE_FAILED: the step that failed */
+	uint64_t version;            /* the map version that made the user migrating */
+	uint64_t started, updated;   /* unix time */
+	char error[MOVE_ERR_MAX];    /* MOVE_FAILED: why, and how the rollback went */
 	char orig[MAP_LINE_MAX + 1]; /* the user's line as it was, restored by a rollback */
 };
 

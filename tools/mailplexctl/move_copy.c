@@ -20,7 +20,7 @@
 #include "move.h"
 #include "util.h"
 
-#define COPY_TAIL_BYTES  600
+#define COPY_TAIL_BYTES   600
 #define COPY_KILL_WAIT_MS 5000
 
 static int
@@ -69,9 +69,8 @@ copy_child(const struct move_ctx *ctx, const struct move_state *st, const struct
 	    env_set("MAILPLEX_TMPDIR", tmpdir) == -1 ||
 	    (ctx->conf->move.master_user != NULL &&
 	     env_set("MAILPLEX_MASTER_USER", ctx->conf->move.master_user) == -1) ||
-	    (ctx->have_password &&
-	     (env_set("MAILPLEX_MASTER_PASSWORD", ctx->password) == -1 ||
-	      env_set("MAILPLEX_MASTER_PASSWORD_FILE", pwfile) == -1)))
+	    (ctx->have_password && (env_set("MAILPLEX_MASTER_PASSWORD", ctx->password) == -1 ||
+	                            env_set("MAILPLEX_MASTER_PASSWORD_FILE", pwfile) == -1)))
 		_exit(126);
 	execl("/bin/sh", "sh", "-c", ctx->conf->move.copy_command, (char *)NULL);
 	_exit(127);
@@ -161,9 +160,8 @@ copy_cleanup(const char *tmpdir, const char *pwfile)
 }
 
 int
-move_copy(const struct move_ctx *ctx, const struct move_state *st,
-          const struct map_backend *oldb, const struct map_backend *newb, char *err,
-          size_t errlen)
+move_copy(const struct move_ctx *ctx, const struct move_state *st, const struct map_backend *oldb,
+          const struct map_backend *newb, char *err, size_t errlen)
 {
 	char tmpdir[4096], pwfile[4200], tail[COPY_TAIL_BYTES + 1], buf[4096];
 	uint64_t deadline = time_mono_ms() + ctx->conf->move.copy_timeout_ms, now;
@@ -243,8 +241,9 @@ reaped:
 		if (tail[i] == '\n' || tail[i] == '\r' || tail[i] == '\t')
 			tail[i] = ' ';
 	if (timed_out)
-		err_set(err, errlen, "the copy command ran longer than move.copy_timeout (%llu s); "
-		                     "killed; its output ends: %s",
+		err_set(err, errlen,
+		        "the copy command ran longer than move.copy_timeout (%llu s); "
+		        "killed; its output ends: %s",
 		        (unsigned long long)(ctx->conf->move.copy_timeout_ms / 1000), tail);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rc = 0;
@@ -252,7 +251,8 @@ reaped:
 		err_set(err, errlen, "the copy command exited with status %d; its output ends: %s",
 		        WEXITSTATUS(status), tlen > 0 ? tail : "(nothing)");
 	else
-		err_set(err, errlen, "the copy command was killed by signal %d; its output ends: %s",
+		err_set(err, errlen,
+		        "the copy command was killed by signal %d; its output ends: %s",
 		        WIFSIGNALED(status) ? WTERMSIG(status) : 0, tlen > 0 ? tail : "(nothing)");
 	/* A command that echoes the password must not carry it into our messages. */
 	if (rc == -1 && ctx->have_password && ctx->password[0] != '\0') {

@@ -232,7 +232,8 @@ parse_status(struct cur *c, struct move_imap_resp *out)
 			return -1;
 		if (atom(c, w, sizeof(w), &wl) == -1 || sp(c) == -1)
 			return -1;
-		for (; c->p < c->end && isdigit((unsigned char)*c->p) && digits < 20; c->p++, digits++) {
+		for (; c->p < c->end && isdigit((unsigned char)*c->p) && digits < 20;
+		     c->p++, digits++) {
 			if (v > (UINT64_MAX - 9) / 10)
 				return -1;
 			v = v * 10 + (uint64_t)(*c->p - '0');

@@ -32,12 +32,12 @@ struct move_imap_resp {
 	enum move_imap_kind kind;
 	enum move_imap_data data;
 	char tag[MOVE_IMAP_TAG_MAX + 1];
-	char cond[8];                    /* "OK", "NO", "BAD", "BYE", "PREAUTH" */
-	char text[256];                  /* the condition's text, cut, controls replaced */
+	char cond[8];                      /* "OK", "NO", "BAD", "BYE", "PREAUTH" */
+	char text[256];                    /* the condition's text, cut, controls replaced */
 	char name[MOVE_IMAP_NAME_MAX + 1]; /* LIST, STATUS: the folder */
-	size_t namelen;                  /* may hold a NUL from a literal: then refused */
-	int noselect;                    /* LIST: \Noselect or \NonExistent */
-	int has_messages;                /* STATUS: MESSAGES was given */
+	size_t namelen;                    /* may hold a NUL from a literal: then refused */
+	int noselect;                      /* LIST: \Noselect or \NonExistent */
+	int has_messages;                  /* STATUS: MESSAGES was given */
 	uint64_t messages;
 };
 

@@ -19,11 +19,11 @@
 #include "move.h"
 #include "util.h"
 
-#define PUBLISH_TIMEOUT_MS  120000 /* the director compiles: about 3 s per million users */
-#define ASK_TIMEOUT_MS      10000
-#define POLL_FIRST_MS       200
-#define POLL_MAX_MS         5000
-#define WORKER_SOCKETS_MAX  1024
+#define PUBLISH_TIMEOUT_MS 120000 /* the director compiles: about 3 s per million users */
+#define ASK_TIMEOUT_MS     10000
+#define POLL_FIRST_MS      200
+#define POLL_MAX_MS        5000
+#define WORKER_SOCKETS_MAX 1024
 
 /* One request; the reply's body (malloc'd) when the daemon said ok. */
 static char *
@@ -34,8 +34,8 @@ ask(const char *sock, const char *line, uint64_t timeout_ms, char *err, size_t e
 	size_t replylen, messagelen;
 	int ok;
 
-	if (control_client_request(sock, line, timeout_ms, &reply, &replylen, cerr,
-	                           sizeof(cerr)) == -1) {
+	if (control_client_request(sock, line, timeout_ms, &reply, &replylen, cerr, sizeof(cerr)) ==
+	    -1) {
 		err_set(err, errlen, "%s: %s", sock, cerr);
 		return NULL;
 	}
@@ -142,7 +142,8 @@ publish_director(const struct mailplex_conf *conf, uint64_t *version, char *err,
 	if ((body = ask(conf->director.control, "map-publish", PUBLISH_TIMEOUT_MS, err, errlen)) ==
 	    NULL)
 		return -1;
-	if ((at = strstr(body, "map version ")) == NULL || sscanf(at, "map version %llu", &v) != 1) {
+	if ((at = strstr(body, "map version ")) == NULL ||
+	    sscanf(at, "map version %llu", &v) != 1) {
 		err_set(err, errlen, "the director's map-publish reply names no version");
 		free(body);
 		return -1;
@@ -231,8 +232,7 @@ local_in_force(const char *what, const char *base, const char *cmd, const char *
 	}
 	for (int i = 0; i < n && done; i++) {
 		/* Belt and braces: the proxy closes them itself once the new map is in force. */
-		if (user != NULL &&
-		    str_format(line, sizeof(line), "kick %s", user) == 0 &&
+		if (user != NULL && str_format(line, sizeof(line), "kick %s", user) == 0 &&
 		    (body = ask(g.gl_pathv[i], line, ASK_TIMEOUT_MS, aerr, sizeof(aerr))) != NULL)
 			free(body);
 		if ((body = ask(g.gl_pathv[i], cmd, ASK_TIMEOUT_MS, aerr, sizeof(aerr))) == NULL) {
@@ -241,7 +241,8 @@ local_in_force(const char *what, const char *base, const char *cmd, const char *
 			break;
 		}
 		if (move_parse_in_force(body, &v) == -1) {
-			err_set(why, whylen, "%s: its status reports no map_version_in_force", g.gl_pathv[i]);
+			err_set(why, whylen, "%s: its status reports no map_version_in_force",
+			        g.gl_pathv[i]);
 			done = 0;
 		} else if (v < version) {
 			err_set(why, whylen, "%s: map version %llu in force, waiting for %llu",
@@ -266,14 +267,15 @@ move_barrier(const struct mailplex_conf *conf, const char *user, uint64_t versio
 	for (uint64_t i = 0; i < max_polls; i++) {
 		if (conf->move.mode == MAILPLEX_MOVE_LOCAL) {
 			if (!proxies)
-				proxies = local_in_force("mailplex-proxy", conf->proxy.control,
-				                         "map-version", user, version, why,
-				                         sizeof(why));
+				proxies =
+				    local_in_force("mailplex-proxy", conf->proxy.control,
+				                   "map-version", user, version, why, sizeof(why));
 			if (proxies && *reached_step < MOVE_STEP_SESSIONS_CLOSED)
 				*reached_step = MOVE_STEP_SESSIONS_CLOSED;
 			if (proxies && !queue)
-				queue = local_in_force("the queue runner", conf->smtpd.queue_control,
-				                       "status", NULL, version, why, sizeof(why));
+				queue =
+				    local_in_force("the queue runner", conf->smtpd.queue_control,
+				                   "status", NULL, version, why, sizeof(why));
 			if (proxies && queue) {
 				*reached_step = MOVE_STEP_QUEUE_DRAINED;
 				return 0;
@@ -291,8 +293,9 @@ move_barrier(const struct mailplex_conf *conf, const char *user, uint64_t versio
 					return 0;
 				}
 				if (r == -1)
-					err_set(why, sizeof(why), "the director's map-status reply is "
-					                          "not understood");
+					err_set(why, sizeof(why),
+					        "the director's map-status reply is "
+					        "not understood");
 				else
 					err_set(why, sizeof(why), "relay %s", lag);
 			}

@@ -19,20 +19,20 @@
 #include "move.h"
 #include "util.h"
 
-#define STATE_FILE_MAX  8192
-#define STATE_SUFFIX    ".state"
-#define STATUS_ROWS_MAX 100000
+#define STATE_FILE_MAX   8192
+#define STATE_SUFFIX     ".state"
+#define STATUS_ROWS_MAX  100000
 #define LOCK_POLL_MS     100
 #define LOCK_WAIT_MAX_MS (10 * 60 * 1000)
 
 static const char *const step_names[] = {
-    "start",          "migrating-published", "sessions-closed", "queue-drained",
-    "copied",         "verified",            "done",
+    "start", "migrating-published", "sessions-closed", "queue-drained", "copied", "verified",
+    "done",
 };
 /* What is being done to reach each step: the words of a failure message. */
 static const char *const step_actions[] = {
-    "start",       "publish migrating", "close sessions", "drain the queue",
-    "copy",        "verify",            "publish on the new back end",
+    "start",  "publish migrating",           "close sessions", "drain the queue", "copy",
+    "verify", "publish on the new back end",
 };
 static const char *const status_names[] = {"running", "failed", "done"};
 
@@ -81,8 +81,8 @@ move_state_dir(const struct mailplex_conf *conf, char *err, size_t errlen)
 
 /* A user's file name: bytes other than [A-Za-z0-9._@+-] as %XX (a local part may hold '/'). */
 int
-move_state_path(const struct mailplex_conf *conf, const char *user, const char *suffix,
-                char *path, size_t pathlen)
+move_state_path(const struct mailplex_conf *conf, const char *user, const char *suffix, char *path,
+                size_t pathlen)
 {
 	char name[3 * (MAP_ADDR_MAX + 2) + 1];
 	size_t o = 0;
@@ -176,7 +176,7 @@ move_state_parse(const char *buf, size_t len, struct move_state *st)
 			return -1;
 	}
 	return seen_user && st->user[0] != '\0' && st->old[0] != '\0' && st->new[0] != '\0' ? 0
-	                                                                                     : -1;
+	                                                                                    : -1;
 }
 
 int
@@ -220,8 +220,7 @@ move_state_load(const struct mailplex_conf *conf, const char *user, struct move_
 }
 
 int
-move_state_save(const struct mailplex_conf *conf, struct move_state *st, char *err,
-                size_t errlen)
+move_state_save(const struct mailplex_conf *conf, struct move_state *st, char *err, size_t errlen)
 {
 	char path[4096], tmp[4096 + 16], buf[STATE_FILE_MAX];
 	size_t len, o = 0;
@@ -387,7 +386,8 @@ move_status_print(const struct mailplex_conf *conf, const char *user)
 		time_t t = (time_t)v[i].updated;
 		struct tm tm;
 
-		if (gmtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		if (gmtime_r(&t, &tm) == NULL ||
+		    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 			(void)str_copy(when, sizeof(when), "-");
 		printf("%-32s %-12s %-12s %-8s %-20s %-20s %s\n", v[i].user, v[i].old, v[i].new,
 		       move_status_name(v[i].status),

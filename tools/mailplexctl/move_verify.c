@@ -21,7 +21,7 @@
 #include "tls.h"
 #include "util.h"
 
-#define VERIFY_FOLDERS_MAX 10000
+#define VERIFY_FOLDERS_MAX   10000
 #define VERIFY_RESPONSES_MAX 100000 /* untagged responses to one command */
 
 struct folder {
@@ -95,7 +95,8 @@ conn_write(struct imap_conn *c, const char *p, size_t len, char *err, size_t err
 		if (c->ssl != NULL) {
 			n = tls_write(c->ssl, p + o, len - o, terr, sizeof(terr));
 			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
-				if (conn_wait(c, n == TLS_WANT_READ ? POLLIN : POLLOUT, err, errlen) == -1)
+				if (conn_wait(c, n == TLS_WANT_READ ? POLLIN : POLLOUT, err,
+				              errlen) == -1)
 					return -1;
 				continue;
 			}
@@ -144,9 +145,11 @@ conn_response(struct imap_conn *c, struct move_imap_resp *r, char *err, size_t e
 			return 0;
 		}
 		if (c->ssl != NULL) {
-			n = tls_read(c->ssl, c->buf + c->len, sizeof(c->buf) - c->len, terr, sizeof(terr));
+			n = tls_read(c->ssl, c->buf + c->len, sizeof(c->buf) - c->len, terr,
+			             sizeof(terr));
 			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
-				if (conn_wait(c, n == TLS_WANT_READ ? POLLIN : POLLOUT, err, errlen) == -1)
+				if (conn_wait(c, n == TLS_WANT_READ ? POLLIN : POLLOUT, err,
+				              errlen) == -1)
 					return -1;
 				continue;
 			}
@@ -277,7 +280,8 @@ conn_open(struct imap_conn *c, const struct move_ctx *ctx, const struct map_back
 		err_set(err, errlen, "%s: connect to %s: %s", c->what, addr, strerror(errno));
 		return -1;
 	}
-	if (b->tls == MAP_TLS_IMPLICIT && conn_handshake(c, b->imap.host, ctx->conf, err, errlen) == -1)
+	if (b->tls == MAP_TLS_IMPLICIT &&
+	    conn_handshake(c, b->imap.host, ctx->conf, err, errlen) == -1)
 		return -1;
 	if (conn_response(c, &r, err, errlen) == -1)
 		return -1;
@@ -444,8 +448,7 @@ side(const struct move_ctx *ctx, const char *user, const struct map_backend *b, 
 
 int
 move_verify(const struct move_ctx *ctx, const char *user, const struct map_backend *oldb,
-            const struct map_backend *newb, char *summary, size_t sumlen, char *err,
-            size_t errlen)
+            const struct map_backend *newb, char *summary, size_t sumlen, char *err, size_t errlen)
 {
 	struct folders o = {0}, n = {0};
 	uint64_t total = 0;
@@ -464,8 +467,8 @@ move_verify(const struct move_ctx *ctx, const char *user, const struct map_backe
 			goto out;
 		}
 		if (nf->messages != o.v[i].messages) {
-			err_set(err, errlen, "folder %s: %llu messages on %s, %llu on %s", o.v[i].name,
-			        (unsigned long long)o.v[i].messages, oldb->name,
+			err_set(err, errlen, "folder %s: %llu messages on %s, %llu on %s",
+			        o.v[i].name, (unsigned long long)o.v[i].messages, oldb->name,
 			        (unsigned long long)nf->messages, newb->name);
 			goto out;
 		}
