@@ -363,6 +363,16 @@ check "... naming the verify step and the folder" grep -q \
 	"$T/nocopy.out"
 check "... and the source is byte for byte what it was" cmp -s "$T/map.before-dora" "$T/map"
 
+# ---- a source with an error: refused with file:line, nothing changed ----
+printf 'bogus line\n' >>"$T/map"
+cp "$T/map" "$T/map.broken"
+$CTL move dora --to d2 >"$T/broken.out" 2>&1
+check "a move with a broken source is refused (exit 1) with file:line" sh -c \
+	"[ $? = 1 ] && grep -q '$T/map:[0-9]*: unknown directive .bogus.' '$T/broken.out'"
+check "... and neither the source nor the compiled map changed" sh -c \
+	"cmp -s '$T/map' '$T/map.broken' && $BIN/mailplex-map lookup '$T/map.db' dora | grep -q d1"
+cp "$T/map.before-dora" "$T/map"
+
 # ---- gus: the move is killed during the copy, then resumed ----
 sed "s|^move = {|move = {\n\tcopy_command = \"kill -9 \$PPID\";|" "$T/mailplex.conf" >"$T/kill.conf"
 $BIN/mailplexctl -f "$T/kill.conf" move gus --to d2 >"$T/kill.out" 2>&1
