@@ -12,6 +12,8 @@
 #
 # Bounds: the guest's watchdog powers it off with a FAIL verdict after DEMO_BUDGET_S
 # (default 170 s); the host kills UML after DEMO_TIMEOUT_S (default 180 s).
+# DEMO_UML_RUN replaces tests/system/uml-run.sh (tests/integration/demo_verdict.sh uses it
+# to check the verdicts without a boot).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BINDIR=${1:-build/demo/bin}
@@ -34,7 +36,7 @@ echo "mailplex demo: booting user-mode Linux (bounded: ${TIMEOUT} s); programs f
 T0=$EPOCHREALTIME
 # uml-run.sh prints the streamed log, then its own result lines; keep those for the summary.
 SYS_FOLLOW=1 SYS_QUIET=1 SYS_BUDGET=$BUDGET SYS_TIMEOUT=$TIMEOUT SYS_SCENARIO_TIMEOUT=$((BUDGET - 5)) \
-	"$HERE/system/uml-run.sh" -b "$BINDIR" -o "$OUTBASE" demo 2>&1 | tee "$OUTBASE.last" | grep --line-buffered -v '^TIMING ' | colour
+	"${DEMO_UML_RUN:-$HERE/system/uml-run.sh}" -b "$BINDIR" -o "$OUTBASE" demo 2>&1 | tee "$OUTBASE.last" | grep --line-buffered -v '^TIMING ' | colour
 RC=${PIPESTATUS[0]}
 T1=$EPOCHREALTIME
 WALL_S=$(((${T1/./} - ${T0/./}) / 1000000))
