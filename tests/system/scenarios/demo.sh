@@ -18,6 +18,8 @@ FC_SERVICES="smtp:25 imap:143 pop3:110"
 FC_DOMAIN=bigisp.com
 FC_DRAIN_TIMEOUT=20s
 FC_DOVECOT_PROTOCOLS="imap pop3 lmtp"
+# Every poll forks (ipvsadm, grep): fewer of them leave the CPU to the cluster.
+SYS_WAIT_POLL=0.2
 USERS1="john alice"
 USERS2="mary bob"
 . "$SYS_SRC/fullcluster.sh"
@@ -33,14 +35,18 @@ step() {   # TITLE WHY
 	STEP=$((STEP + 1))
 	STEP_FAILS=0
 	STEP_TITLE=$1
+	STEP_T0=${EPOCHREALTIME/./}
 	printf '\n==== Step %d: %s\n     why: %s\n' "$STEP" "$1" "$2"
 }
 step_end() {
+	local t
 	[ "$STEP" -gt 0 ] || return 0
+	t=$(((${EPOCHREALTIME/./} - STEP_T0) / 100000))
+	t="$((t / 10)).$((t % 10)) s"
 	if [ "$STEP_FAILS" = 0 ]; then
-		printf -- '---- step %d PASS (%s)\n' "$STEP" "$STEP_TITLE"
+		printf -- '---- step %d PASS (%s), %s\n' "$STEP" "$STEP_TITLE" "$t"
 	else
-		printf -- '---- step %d FAIL (%s): %d check(s) failed\n' "$STEP" "$STEP_TITLE" "$STEP_FAILS"
+		printf -- '---- step %d FAIL (%s): %d check(s) failed, %s\n' "$STEP" "$STEP_TITLE" "$STEP_FAILS" "$t"
 		FAILED_STEPS+=("$STEP")
 	fi
 }
@@ -85,12 +91,13 @@ login_relay() {   # USER
 # Reads back through the VIP: logs in as USER over IMAP or POP3 and waits (bounded) for a
 # message whose Subject is SUBJECT; prints each exchange in one line.
 cat >"$S/readback.py" <<'EOF'
+# readback.py VIP WAIT {PROTO USER SUBJECT}...: each read in turn, one line per exchange,
+# then "found PROTO USER" or "missing PROTO USER". One process: Python starts slowly in UML.
 import imaplib, poplib, re, sys, time
-proto, vip, user, subject = sys.argv[1:5]
-end = time.time() + float(sys.argv[5]) if len(sys.argv) > 5 else time.time() + 20
+vip, wait, args = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 def say(s):
     print(s, flush=True)
-if proto == "imap":
+def imap(user, subject, end):
     c = imaplib.IMAP4(vip, 143, timeout=10)
     say("S: " + c.welcome.decode())
     typ, d = c.login(user, "pw-" + user)
@@ -102,19 +109,19 @@ if proto == "imap":
         if seqs or time.time() > end:
             break
         time.sleep(1)
-    if not seqs:
-        sys.exit(1)
-    typ, d = c.fetch(seqs[-1], "(BODY.PEEK[HEADER.FIELDS (SUBJECT RECEIVED)])")
-    hdr = d[0][1].decode().strip().replace("\r\n\t", " ").replace("\r\n ", " ")
-    for l in hdr.split("\r\n"):
-        if l.startswith("Received:"):
-            l = re.sub(r"\s*\(envelope-from.*|;.*", "", l)
-        say("C: FETCH %s -> %s" % (seqs[-1].decode(), l))
+    if seqs:
+        typ, d = c.fetch(seqs[-1], "(BODY.PEEK[HEADER.FIELDS (SUBJECT RECEIVED)])")
+        hdr = d[0][1].decode().strip().replace("\r\n\t", " ").replace("\r\n ", " ")
+        for l in hdr.split("\r\n"):
+            if l.startswith("Received:"):
+                l = re.sub(r"\s*\(envelope-from.*|;.*", "", l)
+            say("C: FETCH %s -> %s" % (seqs[-1].decode(), l))
     c.logout()
     say("C: LOGOUT")
-else:
-    found = None
+    return bool(seqs)
+def pop3(user, subject, end):
     while True:
+        found = None
         c = poplib.POP3(vip, 110, timeout=10)
         say("S: " + c.getwelcome().decode())
         c.user(user)
@@ -127,16 +134,24 @@ else:
             subj = [l.decode() for l in lines if l.lower().startswith(b"subject:")]
             if subj and subj[0][9:].strip() == subject:
                 found = (i, subj[0])
+                say("C: TOP %d 0 -> %s" % found)
                 break
         c.quit()
+        say("C: QUIT")
         if found or time.time() > end:
-            break
+            return bool(found)
         time.sleep(1)
-    if not found:
-        say("message not found")
-        sys.exit(1)
-    say("C: TOP %d 0 -> %s" % found)
-    say("C: QUIT")
+ok = True
+for k in range(0, len(args) - 2, 3):
+    proto, user, subject = args[k:k + 3]
+    try:
+        got = (imap if proto == "imap" else pop3)(user, subject, time.time() + wait)
+    except Exception as e:
+        say("error: %s" % e)
+        got = False
+    say("%s %s %s" % ("found" if got else "missing", proto, user))
+    ok = ok and got
+sys.exit(0 if ok else 1)
 EOF
 
 printf 'mailplex demo: the cluster of bigisp.com in one user-mode Linux kernel, %s\n' "$(uname -r)"
@@ -198,8 +213,9 @@ for r in relay1 relay2 relay3; do agent_start $r; done
 say "started mailplex-relay -d -f relayN/conf on relay1..3: the agents put the VIP on lo and join"
 joined() { [ "$(grep -c 'cluster: join of relay relay[123] .*checks start' director-dira.log)" -ge 3 ]; }
 sys_wait_for 5000 "three joins on dira" joined
+rc=$?
 run - grep 'cluster: join of relay.*checks start' director-dira.log
-check "the three agents joined, not ready yet (no smtpd, no proxy)" $?
+check "the three agents joined, not ready yet (no smtpd, no proxy)" $rc
 absent dira $NET.21 $NET.22 $NET.23 && absent dirb $NET.21 $NET.22 $NET.23
 check "so no traffic is sent to them yet" $? "$(ipvs_rows dira 25 | tr '\n' ' ')"
 for r in relay1 relay2 relay3; do daemons_start $r; done
@@ -235,12 +251,15 @@ run $rel mailplexctl -f $rel/conf queue list
 # ---------------------------------------------------------------- 5: read back
 step "reading it back through the VIP over IMAP and POP3" \
 	"the proxy answers the login, finds the user's back end in the map, logs in there and then only copies bytes"
+mark_logs
+run client "$PY" readback.py $VIPA 20 imap john "demo to john" pop3 john "demo to john" \
+	imap mary "demo to mary" pop3 mary "demo to mary"
 for u in john mary; do
 	for p in imap pop3; do
-		mark_logs
-		run client "$PY" readback.py $p $VIPA $u "demo to $u" 20
-		check "$u reads 'demo to $u' over ${p^^}" $? "proxied by $(login_relay $u)"
+		[[ $OUT == *"found $p $u"* ]]
+		check "$u reads 'demo to $u' over ${p^^}" $?
 	done
+	say "$u's logins were proxied by $(login_relay $u | tr '\n' ' ')to $(grep -ho "user=$u backend=[a-z0-9]*" proxy-relay[123].log | head -1 | sed 's/.*backend=//')"
 done
 run - grep -h 'login client=.* result=ok' proxy-relay1.log proxy-relay2.log proxy-relay3.log
 
@@ -256,8 +275,9 @@ synced() {
 	for p in $ports; do [[ $tab == *" $NET.2:$p "* ]] || return 1; done
 }
 sys_wait_for 8000 "held sessions synced to dirb" synced
+rc=$?
 run dirb ipvsadm -Lnc
-check "dirb (backup) has the held sessions in its connection table" $?
+check "dirb (backup) has the held sessions in its connection table" $rc
 session_relay dira 0
 run $XN mailplexctl -f $XN/conf proxy status
 [[ $OUT == *" imap "* ]]
@@ -275,7 +295,7 @@ check "the 4 held IMAP sessions still answer NOOP and FETCH" $? "ok=$ok fail=$ba
 run client swaks -4 --server $VIPA:25 --from friend@example.org --to mary@bigisp.com \
 	--header "Subject: after failover" --body "Still here." --timeout 10 --suppress-data --hide-informational
 check "mail still accepted through the VIP" $?
-run client "$PY" readback.py imap $VIPA mary "after failover" 20
+run client "$PY" readback.py $VIPA 20 imap mary "after failover"
 check "and delivered to mary on be2" $?
 run dirb mailplexctl -f dirb.conf director status
 [[ $OUT == *"MASTER"* ]]
