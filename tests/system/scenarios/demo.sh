@@ -246,6 +246,7 @@ say "john's message was accepted by ${rel:-no relay}"
 sys_wait_for 5000 "delivery logged" grep -q 'to=<john@bigisp.com> backend=.* result=delivered' smtpd-$rel.log
 run - grep -h 'john@bigisp.com' smtpd-$rel.log
 run $rel mailplexctl -f $rel/conf smtp status
+run $rel mailplexctl -f $rel/conf queue status
 run $rel mailplexctl -f $rel/conf queue list
 
 # ---------------------------------------------------------------- 5: read back
