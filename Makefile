@@ -5,6 +5,7 @@
 #   make check           deps, gcc+clang builds, ASan+UBSan unit + integration tests,
 #                        short fuzz runs, kernel-IPVS system tests in user-mode Linux
 #   make install         DESTDIR=... PREFIX=... (default PREFIX=/usr/local)
+#   make demo            deps, build, then the whole cluster in user-mode Linux, step by step
 #   make deb             Debian packages mailplex-common, -director, -relay in $(O)/deb/ (packaging/)
 #   make bench-map       1,000,000-user map benchmark (not a test)
 #   make bench-smtp      mailplex-smtpd vs Postfix as the same relay to smtp-sink (not a test)
@@ -195,8 +196,12 @@ install: all
 	install -d $(DESTDIR)$(DOCDIR)/examples
 	install -m 0644 $(CONF_EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
 
-demo:
-	@tests/demo.sh
+# The demo: packages, the programs, then one user-mode-Linux boot that shows the cluster
+# working step by step (tests/demo.sh, tests/system/scenarios/demo.sh).
+DEMO_O ?= build/demo
+demo: deps
+	$(MAKE) O=$(DEMO_O) all
+	@tests/demo.sh $(DEMO_O)/bin $(DEMO_O)/system
 
 bench-map: all noinst
 	@bench/bench-map.sh $(O)/bin

@@ -41,7 +41,7 @@ sys_snooze() {
 # TIMEOUT_MS is a ceiling for a slow machine, never a speed claim: it is multiplied by
 # SYS_WAIT_SCALE (default 3; UML on a loaded CI host runs several times slower than here).
 # Speeds are reported as TIMING lines and measured by the benchmarks.
-sys_wait_for() {   # TIMEOUT_MS DESC CMD...   (polls every 50 ms)
+sys_wait_for() {   # TIMEOUT_MS DESC CMD...   (polls every SYS_WAIT_POLL s, default 0.05)
 	local to=$(($1 * ${SYS_WAIT_SCALE:-3})) desc=$2 end
 	shift 2
 	end=$((${EPOCHREALTIME/./} + to * 1000))
@@ -50,7 +50,7 @@ sys_wait_for() {   # TIMEOUT_MS DESC CMD...   (polls every 50 ms)
 			sys_log "timeout (${to} ms) waiting for: $desc"
 			return 1
 		fi
-		sys_snooze 0.05
+		sys_snooze "${SYS_WAIT_POLL:-0.05}"
 	done
 }
 

@@ -8,7 +8,8 @@
 #   exit 0 pass, 1 fail, 2 no verdict (UML crashed or timed out), 77 prerequisites missing
 #
 # Environment: UML (default linux.uml), SYS_MEM (256M), SYS_TIMEOUT (host bound, 150 s),
-# SYS_BUDGET (in-guest watchdog, 130 s), SYS_SCENARIO_TIMEOUT (60 s), SYS_QUIET=1.
+# SYS_BUDGET (in-guest watchdog, 130 s), SYS_SCENARIO_TIMEOUT (60 s), SYS_QUIET=1,
+# SYS_FOLLOW=1 (stream the scenarios' logs to stdout while they run; not printed again).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 UML=${UML:-linux.uml}
@@ -71,7 +72,17 @@ TMPDIR=/dev/shm timeout -k 5 "$TIMEOUT" "$UML" \
 	umid="mailplex-sys-$$" uml_dir="$RUNDIR/uml" \
 	SYS_OUT="$RUNDIR" SYS_BIN="$BINDIR" SYS_NONCE="$NONCE" SYS_T0="$T0" \
 	SYS_BUDGET="$BUDGET" SYS_SCENARIO_TIMEOUT="$SCEN_TIMEOUT" SYS_SCENARIOS="$SCEN" \
-	</dev/null >"$RUNDIR/console.log" 2>&1
+	</dev/null >"$RUNDIR/console.log" 2>&1 &
+UMLPID=$!
+FOLLOW=${SYS_FOLLOW:-0}
+if [ "$FOLLOW" = 1 ]; then
+	# The guest writes each log through hostfs as it goes; tail ends once UML has (--pid),
+	# after a last read.
+	for s in "$@"; do
+		tail -q -n +1 -s 0.2 -F --pid="$UMLPID" "$RUNDIR/$s.log" 2>/dev/null
+	done
+fi
+wait "$UMLPID"
 UMLRC=$?
 T1=$EPOCHREALTIME
 TOTAL_MS=$(((${T1/./} - ${T0/./}) / 1000))
@@ -93,7 +104,7 @@ if grep -qx 'RESULT=PASS' "$V"; then
 	exit 0
 fi
 failed=$(awk '$1 == "SCENARIO" && $3 == "FAIL" { print $2 }' "$V")
-for s in $failed; do
+[ "$FOLLOW" = 1 ] || for s in $failed; do
 	echo "----- $s.log"
 	cat "$RUNDIR/$s.log" 2>/dev/null
 done
