@@ -431,6 +431,49 @@ static const struct conf_key mailplex_relay_agent_keys[] = {
     {.name = NULL},
 };
 
+#define MOVE_KEY(n, t, field)                                                                      \
+	.name = n, .type = t, .offset = offsetof(struct mailplex_conf_move, field)
+
+/* Same order as enum mailplex_move_mode. */
+static const char *const mailplex_move_modes[] = {"cluster", "local", NULL};
+
+/*
+ * Dovecot's dsync pulling OLD over IMAP into NEW's store (doveadm-backup(1), -R: from the
+ * remote side), run where NEW's mail store and dovecot.conf are. The master password
+ * reaches doveadm through a config file that includes dovecot.conf and reads the password
+ * from mailplexctl's private 0600 file ("<file"), never through an argument: imapc_password
+ * is not variable-expanded, and arguments are world-readable in /proc.
+ */
+#define MOVE_COPY_DEFAULT                                                                          \
+	"printf '!include %s\\nimapc_password = <%s\\n' "                                          \
+	"\"${DOVECOT_CONF:-/etc/dovecot/dovecot.conf}\" \"$MAILPLEX_MASTER_PASSWORD_FILE\" "       \
+	">\"$MAILPLEX_TMPDIR/dovecot.conf\" && "                                                   \
+	"doveadm -c \"$MAILPLEX_TMPDIR/dovecot.conf\" -o imapc_host=\"$MAILPLEX_OLD_HOST\" "       \
+	"-o imapc_port=\"$MAILPLEX_OLD_IMAP_PORT\" -o imapc_ssl=\"$MAILPLEX_OLD_IMAPC_SSL\" "      \
+	"-o imapc_user=\"$MAILPLEX_USER\" -o imapc_master_user=\"$MAILPLEX_MASTER_USER\" "         \
+	"-o imapc_features=\"rfc822.size fetch-headers\" -o mail_prefetch_count=20 "               \
+	"backup -R -u \"$MAILPLEX_USER\" imapc:"
+
+static const struct conf_key mailplex_move_keys[] = {
+    {MOVE_KEY("mode", CONF_T_ENUM, mode), .def = "cluster", .names = mailplex_move_modes},
+    {MOVE_KEY("state_dir", CONF_T_STRING, state_dir), .def = MAILPLEX_STATEDIR "/moves", .min = 1,
+     .max = 1024},
+    {MOVE_KEY("copy_command", CONF_T_STRING, copy_command), .def = MOVE_COPY_DEFAULT, .min = 1,
+     .max = 4096},
+    {MOVE_KEY("copy_timeout", CONF_T_DURATION, copy_timeout_ms), .def = "2h", .min = 1000,
+     .max = 7 * 86400 * 1000ULL},
+    {MOVE_KEY("master_user", CONF_T_STRING, master_user), .min = 1, .max = 255},
+    {MOVE_KEY("master_password_file", CONF_T_STRING, master_password_file),
+     .def = MAILPLEX_SYSCONFDIR "/move-master.pass", .min = 1, .max = 1024},
+    {MOVE_KEY("barrier_timeout", CONF_T_DURATION, barrier_timeout_ms), .def = "10m", .min = 1000,
+     .max = 86400 * 1000},
+    {MOVE_KEY("concurrency", CONF_T_INT, concurrency), .def = "4", .min = 1, .max = 64},
+    {MOVE_KEY("verify", CONF_T_BOOL, verify), .def = "true"},
+    {MOVE_KEY("imap_timeout", CONF_T_DURATION, imap_timeout_ms), .def = "60s", .min = 100,
+     .max = 3600 * 1000},
+    {.name = NULL},
+};
+
 static const struct conf_key mailplex_keys[] = {
     {.name = "log_level",
      .type = CONF_T_ENUM,
@@ -463,6 +506,10 @@ static const struct conf_key mailplex_keys[] = {
      .type = CONF_T_GROUP,
      .offset = offsetof(struct mailplex_conf, relay),
      .sub = mailplex_relay_agent_keys},
+    {.name = "move",
+     .type = CONF_T_GROUP,
+     .offset = offsetof(struct mailplex_conf, move),
+     .sub = mailplex_move_keys},
     {.name = NULL},
 };
 

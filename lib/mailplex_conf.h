@@ -194,6 +194,26 @@ struct mailplex_conf_relay_agent {
 	uint64_t map_max_lag_ms;       /* behind the directors' map longer: report not ready */
 };
 
+/* Same order as the names in mailplex_conf.c. */
+enum mailplex_move_mode {
+	MAILPLEX_MOVE_CLUSTER = 0, /* on a director: publish through its control socket */
+	MAILPLEX_MOVE_LOCAL,       /* one relay host without directors: compile map.db here */
+};
+
+/* mailplexctl move: a user's mailbox moved between back ends. */
+struct mailplex_conf_move {
+	int mode;                    /* enum mailplex_move_mode */
+	char *state_dir;             /* one state file and one lock per move */
+	char *copy_command;          /* /bin/sh -c, with MAILPLEX_* in its environment */
+	uint64_t copy_timeout_ms;    /* then the copy is killed and the step fails */
+	char *master_user;           /* the back ends' master user (copy and verify) */
+	char *master_password_file;  /* its password, first line; never logged */
+	uint64_t barrier_timeout_ms; /* wait this long for every daemon to use the new map */
+	int64_t concurrency;         /* moves in parallel with --batch */
+	int verify;                  /* compare message counts per folder after the copy */
+	uint64_t imap_timeout_ms;    /* one verify connection, every read and write */
+};
+
 struct mailplex_conf {
 	int log_level; /* enum log_level */
 	char *user;    /* unprivileged user daemons drop to */
@@ -202,6 +222,7 @@ struct mailplex_conf {
 	struct mailplex_conf_proxy proxy;
 	struct mailplex_conf_smtpd smtpd;
 	struct mailplex_conf_relay_agent relay;
+	struct mailplex_conf_move move;
 };
 
 extern const struct conf_schema mailplex_conf_schema;

@@ -1,7 +1,8 @@
 /*
  * mailplexctl: sends one request to a mailplex daemon's control socket and prints the
  * reply. Owns argument checking and exit codes only: 0 the daemon said ok, 1 it said
- * error, 2 usage, config or connection trouble. It never changes anything by itself.
+ * error, 2 usage, config or connection trouble. It never changes anything by itself, except
+ * `move`, a workflow of its own (move.c).
  * The proxy's and mailplex-smtpd's workers each serve <control>.<index>: their commands go
  * to all of them.
  */
@@ -15,6 +16,7 @@
 #include "control.h"
 #include "log.h"
 #include "mailplex_conf.h"
+#include "move.h"
 #include "util.h"
 
 #define CTL_EXIT_OK    0
@@ -57,6 +59,8 @@ static void __attribute__((noreturn)) ctl_usage(const char *why)
 	                "commands:\n");
 	for (size_t i = 0; i < ARRAY_LEN(ctl_commands); i++)
 		fprintf(stderr, "  %s\n", ctl_commands[i].usage);
+	fprintf(stderr, "  move USER --to BACKEND | move --batch FILE | move status [USER] | "
+	                "move config\n");
 	exit(CTL_EXIT_USAGE);
 }
 
@@ -174,7 +178,7 @@ main(int argc, char **argv)
 	int ch, nargs, rc;
 
 	log_init("mailplexctl", 1, LOG_LEVEL_WARN);
-	while ((ch = getopt(argc, argv, "f:s:t:h")) != -1) {
+	while ((ch = getopt(argc, argv, "+f:s:t:h")) != -1) {
 		switch (ch) {
 		case 'f':
 			conf_path = optarg;
@@ -194,6 +198,9 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	/* "mailplexctl move ...": a workflow of its own (move.c), not one request. */
+	if (argc >= 1 && strcmp(argv[0], "move") == 0)
+		return move_main(conf_path, argc - 1, argv + 1);
 	/* "mailplexctl drain RELAY [SERVICE]": drain and undrain are the director's. */
 	if (argc >= 1 && argc < (int)ARRAY_LEN(alias) &&
 	    (strcmp(argv[0], "drain") == 0 || strcmp(argv[0], "undrain") == 0)) {
