@@ -20,6 +20,7 @@
 #include "log.h"
 #include "map.h"
 #include "map_compile.h"
+#include "map_edit.h"
 #include "map_fetch.h"
 #include "map_source.h"
 #include "sock.h"
@@ -27,7 +28,6 @@
 
 #define MAPSERVE_IO_TIMEOUT_MS   10000 /* no progress for this long: the transfer ends */
 #define MAPSERVE_SEND_CHUNK      (1024 * 1024)
-#define MAPSERVE_SOURCE_MAX      (1024UL * 1024 * 1024)
 #define MAPSERVE_ACCEPTS_PER_RUN 16
 #define MAPSERVE_LOG_PER_SECOND  10
 
@@ -392,51 +392,6 @@ mapserve_diag(void *arg, const char *msg)
 		(void)str_copy(first, CONTROL_ERR_MAX, msg);
 }
 
-/* Reads the whole source file, bounded. NULL with err. */
-static char *
-mapserve_read_source(const char *path, size_t *lenp, char *err, size_t errlen)
-{
-	struct stat sb;
-	char *buf;
-	size_t len = 0;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 || fstat(fd, &sb) == -1) {
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd != -1)
-			(void)close(fd);
-		return NULL;
-	}
-	if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAPSERVE_SOURCE_MAX) {
-		err_set(err, errlen, "%s: not a regular file of at most %lu bytes", path,
-		        MAPSERVE_SOURCE_MAX);
-		(void)close(fd);
-		return NULL;
-	}
-	if ((buf = malloc((size_t)sb.st_size + 1)) == NULL) {
-		err_set(err, errlen, "out of memory");
-		(void)close(fd);
-		return NULL;
-	}
-	while (len < (size_t)sb.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)sb.st_size - len);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err_set(err, errlen, "%s: %s", path,
-			        n == 0 ? "shrank while read" : strerror(errno));
-			free(buf);
-			(void)close(fd);
-			return NULL;
-		}
-		len += (size_t)n;
-	}
-	(void)close(fd);
-	*lenp = len;
-	return buf;
-}
-
 /*
  * Runs on the loop: an operator's command, rare, and the compile of a large source takes
  * seconds (1,000,000 users: about 3 s), during which checks and datagrams wait. IPVS keeps
@@ -453,7 +408,7 @@ mapserve_publish(struct director *d, struct control_reply *r)
 	size_t len;
 	char *buf;
 
-	if ((buf = mapserve_read_source(d->conf.map.source, &len, err, sizeof(err))) == NULL) {
+	if ((buf = map_edit_read(d->conf.map.source, &len, err, sizeof(err))) == NULL) {
 		control_reply_error(r, "%s", err);
 		return -1;
 	}
