@@ -6,7 +6,11 @@
 # Before sourcing, set NET (e.g. 10.82.0), VIPA (the VIP) and KEY (the cluster key file);
 # optional: FC_SERVICES ("smtp:25 imap:143": name:port of every VIP service, the check
 # type is the name), FC_DOMAIN (mail.test), FC_DRAIN_TIMEOUT (60s),
-# FC_DOVECOT_PROTOCOLS ("imap lmtp"). Scripts and configs go to SYS_SCRATCH.
+# FC_DOVECOT_PROTOCOLS ("imap lmtp"), FC_MAP_SOURCE (a path: each director gets map.source
+# there and its own map.db, published at its start from a copy of $S/map.db, and serves it
+# on NAME's address port 7946: relays fetch what `mailplexctl map publish` publishes),
+# FC_MASTER_USER and FC_MASTER_PASS (every Dovecot gets that master user, for
+# `mailplexctl move`). Scripts and configs go to SYS_SCRATCH.
 D=$SYS_BIN/mailplex-director
 A=$SYS_BIN/mailplex-relay
 CTL=$SYS_BIN/mailplexctl
@@ -35,7 +39,7 @@ fc_prereqs() {
 
 # ---------------------------------------------------------------- back ends and the map
 dovecot_start() {   # NAME ADDR USERS...: user U has password pw-U and one "seed U on NAME" message
-	local name=$1 addr=$2 u dd=$S/$1 pop3=""
+	local name=$1 addr=$2 u dd=$S/$1 pop3="" master=""
 	shift 2
 	mkdir -p "$dd/run" "$dd/state" "$dd/home"
 	: >"$dd/users"
@@ -53,6 +57,16 @@ dovecot_start() {   # NAME ADDR USERS...: user U has password pw-U and one "seed
 	    port = 0
 	  }
 	}"
+	if [ -n "${FC_MASTER_USER:-}" ]; then
+		printf '%s:{PLAIN}%s::::::\n' "$FC_MASTER_USER" "$FC_MASTER_PASS" >"$dd/masters"
+		master="auth_master_user_separator = *
+	passdb {
+	  driver = passwd-file
+	  args = $dd/masters
+	  master = yes
+	  pass = yes
+	}"
+	fi
 	cat >"$dd/dovecot.conf" <<-EOF
 	instance_name = fc-$name
 	base_dir = $dd/run
@@ -69,6 +83,7 @@ dovecot_start() {   # NAME ADDR USERS...: user U has password pw-U and one "seed
 	protocol imap {
 	  mail_max_userip_connections = 100
 	}
+	$master
 	passdb {
 	  driver = passwd-file
 	  args = $dd/users
@@ -143,21 +158,28 @@ dovecots_answer() {   # {NAME ADDR}...: IMAP and LMTP of each answer
 
 # ---------------------------------------------------------------- directors and keepalived
 write_dconf() {   # NAME ADDR PRIORITY SYNCID PEER_SYNCID
-	local sv svcs="" sep=""
+	local sv svcs="" sep="" map="" maplisten=""
 	for sv in $FC_SERVICES; do
 		svcs+="$sep
 			{ name = \"${sv%:*}\"; vip = \"$VIPA:${sv#*:}\"; scheduler = \"rr\";
 			  check = { type = \"${sv%:*}\"; interval = \"300ms\"; timeout = \"1s\"; rise = 2; fall = 3; }; }"
 		sep=","
 	done
+	if [ -n "${FC_MAP_SOURCE:-}" ]; then
+		cp "$S/map.db" "$S/$1.map.db" || return 1
+		map="map = { source = \"$FC_MAP_SOURCE\"; db = \"$S/$1.map.db\"; };"
+		maplisten="map_listen = \"$2:7946\";"
+	fi
 	cat >"$S/$1.conf" <<-EOF
 	log_level = "info";
+	$map
 	director = {
 		control = "$S/$1.sock";
 		reconcile_interval = "1s";
 		drain_timeout = "$FC_DRAIN_TIMEOUT";
 		ipvs_tcpfin_timeout = "1s";
 		cluster_listen = "$2:7945";
+		$maplisten
 		cluster_key = "$KEY";
 		relay_dead_after = "1500ms";
 		rejoin_grace = "5s";
