@@ -46,8 +46,8 @@ proxy_conn_close(struct proxy_ctx *ctx, struct proxy_conn *c)
 		c->ssl = NULL;
 	}
 	if (c->fd != -1) {
-		ev_io_del(ctx->loop, c->fd);
-		close(c->fd);
+		/* A session's sockets are this worker's alone: close() leaves the epoll set. */
+		(void)ev_io_close(ctx->loop, c->fd);
 		c->fd = -1;
 	}
 	pipe_release(c);
