@@ -367,6 +367,13 @@ plain_splice_in(struct proxy_conn *from, struct proxy_conn *to, uint64_t now,
 		from->eof = 1;
 		return 1;
 	}
+	/*
+	 * Short of the room: the socket is drained, most likely (as with read()). Otherwise a
+	 * splice per wake-up would only come back with EAGAIN; if bytes did remain (the pipe
+	 * ran out of slots), the level-triggered loop reports the socket again.
+	 */
+	if ((size_t)n < room)
+		from->ready &= ~EV_READ;
 	to->inpipe += (size_t)n;
 	to->pipe_ms = now;
 	return 1;
