@@ -189,6 +189,21 @@ ev_io_del(struct ev_loop *loop, int fd)
 	return 0;
 }
 
+int
+ev_io_close(struct ev_loop *loop, int fd)
+{
+	struct ev_io_slot *s;
+
+	if (fd >= 0 && (size_t)fd < loop->nio && loop->io[fd].events != 0) {
+		s = &loop->io[fd];
+		s->events = 0;
+		s->gen++;
+		s->cb = NULL;
+		s->arg = NULL;
+	}
+	return close(fd);
+}
+
 static void
 ev_io_dispatch(struct ev_loop *loop, int n)
 {

@@ -50,6 +50,12 @@ void ev_now_update(struct ev_loop *loop);
 int ev_io_set(struct ev_loop *loop, int fd, int events, ev_io_fn *cb, void *arg);
 /* Remove before close(): a pending event of this batch for fd will not be delivered. */
 int ev_io_del(struct ev_loop *loop, int fd);
+/*
+ * Forgets fd's watcher and closes fd, without EPOLL_CTL_DEL: closing the last reference
+ * takes a descriptor out of the epoll set (nginx's NGX_CLOSE_EVENT). Only for a descriptor
+ * this process alone holds: never dup'ed, inherited by a fork, or passed on. Returns close's.
+ */
+int ev_io_close(struct ev_loop *loop, int fd);
 
 void ev_timer_init(struct ev_timer *t);
 /* Arms t to fire once, delay_ms after ev_now_ms; re-arms if it was running. */

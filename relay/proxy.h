@@ -176,6 +176,8 @@ struct proxy_session {
 	int be_literal_plus; /* the greeting advertised LITERAL+ */
 	int be_xclient;      /* POP3: its CAPA listed XCLIENT */
 	int be_step;         /* position inside the login exchange */
+	int be_unconfirmed;  /* connect not yet known to have worked: the first read tells */
+	int be_login_early;  /* the LOGIN went out right behind the connect (no greeting wait) */
 };
 
 /* proxy_session.c */
@@ -183,6 +185,8 @@ void proxy_session_new(struct proxy_ctx *ctx, int fd, const struct proxy_listene
                        const struct sockaddr_storage *peer);
 void proxy_session_run(struct proxy_session *s);
 void proxy_session_set_state(struct proxy_session *s, enum proxy_state st);
+/* Restarts the session's timer: its state's timeout, ms from now. */
+void proxy_session_rearm(struct proxy_session *s, uint64_t ms);
 void proxy_session_close(struct proxy_session *s, const char *reason);
 void proxy_session_login_result(struct proxy_session *s, int ok, int auth_failure, const char *line,
                                 size_t len);
@@ -193,6 +197,9 @@ const char *proxy_state_name(enum proxy_state st);
 void proxy_backend_start(struct proxy_session *s, const struct map_endpoint *ep, const char *name,
                          enum map_tls tls);
 int proxy_backend_step(struct proxy_session *s);
+/* PS_BE_CONNECT: the readiness to wait for, and what to do when it is reported. */
+int proxy_backend_connect_events(const struct proxy_session *s);
+void proxy_backend_connect_done(struct proxy_session *s);
 void proxy_backend_timeout(struct proxy_session *s);
 int proxy_backend_is_down(struct proxy_ctx *ctx, const char *name);
 

@@ -3,8 +3,9 @@
  * (PROXY v2 header, IMAP ID or POP3 XCLIENT), TLS (implicit or STARTTLS/STLS, discarding
  * anything sent ahead of the STARTTLS answer), the greeting (PREAUTH refused), and the
  * login with the client's credentials — IMAP LOGIN under the client's own tag with both
- * credentials as literals, POP3 USER/PASS — plus the down-marking of back ends that fail
- * to connect. Reply lines are classified by backend_proto.c. Never logs a credential.
+ * credentials as literals (or quoted, written right behind the connect on a plain back
+ * end), POP3 USER/PASS — plus the down-marking of back ends that fail to connect. Reply
+ * lines are classified by backend_proto.c. Never logs a credential.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@ enum be_addr_step {
 };
 
 static void be_connect_next(struct proxy_session *s, unsigned first);
+static int be_speaks_first(const struct proxy_session *s);
+static void be_connected(struct proxy_session *s);
+static void be_login_early(struct proxy_session *s);
 
 static struct proxy_be_health *
 health_get(struct proxy_ctx *ctx, const char *name, int create)
@@ -112,6 +116,41 @@ backend_resolved(void *arg, const char *host)
 	}
 }
 
+/*
+ * Plain IMAP with no client address to pass first: the LOGIN goes out right behind the
+ * connect, ahead of the back end's greeting (on loopback and short paths the handshake is
+ * over before connect() returns), which saves the back end a round trip per login. Only
+ * as one quoted LOGIN written at once; a socket not yet connected, or credentials that
+ * need literals, leave the login to wait for the greeting as before.
+ */
+static void
+be_login_early(struct proxy_session *s)
+{
+	char cmd[IMAP_TAG_MAX + 2 * (SASL_USER_MAX + SASL_PASS_MAX) + 32];
+	ssize_t w;
+	int n;
+
+	s->be_login_early = 0;
+	if (s->proto != PROXY_IMAP || s->be_tls != MAP_TLS_OFF || s->creds == NULL ||
+	    s->ctx->conf->proxy.backend_client_address != MAILPLEX_CLIENT_ADDR_NONE)
+		return;
+	n = be_imap_login_quoted(s->tag, s->creds->user, s->creds->user_len, s->creds->pass,
+	                         s->creds->pass_len, cmd, sizeof(cmd));
+	if (n <= 0)
+		return;
+	do
+		w = write(s->be.fd, cmd, (size_t)n);
+	while (w == -1 && errno == EINTR);
+	if (w > 0 && w < n && proxy_obuf_add(&s->be.out, cmd + w, (size_t)(n - w)) == -1) {
+		explicit_bzero(cmd, sizeof(cmd));
+		proxy_session_temp_fail(s, "out-of-memory");
+		return;
+	}
+	explicit_bzero(cmd, sizeof(cmd));
+	/* -1: not connected yet (EAGAIN) or failed; the connect's own path sees to both. */
+	s->be_login_early = w > 0;
+}
+
 /* Connects to the name's address number `first` or a later one; fails the login if none. */
 static void
 be_connect_next(struct proxy_session *s, unsigned first)
@@ -155,6 +194,7 @@ be_connect_next(struct proxy_session *s, unsigned first)
 		s->be.fd = fd;
 		linebuf_init(&s->be_lb, 512, PROXY_BE_LINE_MAX);
 		proxy_session_set_state(s, PS_BE_CONNECT);
+		be_login_early(s);
 		return;
 	}
 	health_fail(s);
@@ -188,6 +228,30 @@ proxy_backend_start(struct proxy_session *s, const struct map_endpoint *ep, cons
 	be_connect_next(s, 0);
 }
 
+/* Whether the TCP connection is up (a connect timed out only in our eyes). */
+static int
+be_tcp_connected(const struct proxy_session *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	return getpeername(s->be.fd, (struct sockaddr *)&ss, &len) == 0;
+}
+
+/*
+ * The greeting of a back end that connected but stayed silent through the connect timeout
+ * gets the rest of the login timeout, as if it had been armed when the connect completed.
+ */
+static uint64_t
+be_greeting_left_ms(const struct proxy_session *s)
+{
+	const struct mailplex_conf_proxy *pc = &s->ctx->conf->proxy;
+
+	if (pc->backend_login_timeout_ms <= pc->backend_connect_timeout_ms)
+		return 0;
+	return pc->backend_login_timeout_ms - pc->backend_connect_timeout_ms;
+}
+
 void
 proxy_backend_timeout(struct proxy_session *s)
 {
@@ -197,6 +261,15 @@ proxy_backend_timeout(struct proxy_session *s)
 		          s->be_host);
 		proxy_session_temp_fail(s, "resolve-timeout");
 	} else if (s->state == PS_BE_CONNECT) {
+		if (be_speaks_first(s) && be_tcp_connected(s)) {
+			/* Connected but silent: the greeting keeps what is left of its timeout. */
+			be_connected(s);
+			s->be_unconfirmed = 0;
+			health_ok(s);
+			if (s->state == PS_BE_GREETING)
+				proxy_session_rearm(s, be_greeting_left_ms(s));
+			return;
+		}
 		log_warnx("backend %s (%s): connect timed out", s->be_name, s->be_addr);
 		proxy_conn_close(s->ctx, &s->be);
 		linebuf_free(&s->be_lb);
@@ -413,7 +486,10 @@ imap_line(struct proxy_session *s, const char *line, size_t len)
 	case PS_BE_GREETING:
 		if (r.kind == BE_IMAP_OK) {
 			s->be_literal_plus = r.literal_plus;
-			if (s->be_tls == MAP_TLS_ON) {
+			if (s->be_login_early) {
+				s->be_step = BE_IMAP_TAGGED;
+				proxy_session_set_state(s, PS_BE_LOGIN);
+			} else if (s->be_tls == MAP_TLS_ON) {
 				if (be_queue(s, BE_TAG " STARTTLS\r\n",
 				             sizeof(BE_TAG " STARTTLS\r\n") - 1) == 0)
 					proxy_session_set_state(s, PS_BE_STARTTLS);
@@ -574,28 +650,63 @@ pop3_line(struct proxy_session *s, const char *line, size_t len)
 	}
 }
 
+/*
+ * Whether the back end speaks first (its greeting; not implicit TLS, not after our PROXY
+ * header). Then the connect is waited for with EV_READ alone and the greeting's arrival is
+ * its success: one wake-up fewer, and no SO_ERROR query or EPOLLOUT-to-EPOLLIN switch per
+ * login. A failed connect is reported as EPOLLERR (delivered as EV_READ) and the first
+ * read() returns its error.
+ */
 static int
+be_speaks_first(const struct proxy_session *s)
+{
+	return s->be_tls != MAP_TLS_IMPLICIT &&
+	       s->ctx->conf->proxy.backend_client_address != MAILPLEX_CLIENT_ADDR_PROXY_V2;
+}
+
+int
+proxy_backend_connect_events(const struct proxy_session *s)
+{
+	return be_speaks_first(s) ? EV_READ : EV_WRITE;
+}
+
+static void
+be_connect_failed(struct proxy_session *s, int err)
+{
+	log_warnx("backend %s (%s): connect: %s", s->be_name, s->be_addr, strerror(err));
+	/* A name's other addresses are tried in order (localhost: ::1, then 127.0.0.1). */
+	proxy_conn_close(s->ctx, &s->be);
+	linebuf_free(&s->be_lb);
+	be_connect_next(s, s->be_try + 1);
+}
+
+static void
 be_connected(struct proxy_session *s)
 {
-	if (sock_connect_result(s->be.fd) == -1) {
-		log_warnx("backend %s (%s): connect: %s", s->be_name, s->be_addr, strerror(errno));
-		/* A name's other addresses are tried in order (localhost: ::1, then 127.0.0.1). */
-		proxy_conn_close(s->ctx, &s->be);
-		linebuf_free(&s->be_lb);
-		be_connect_next(s, s->be_try + 1);
-		return 1;
+	if (be_speaks_first(s)) {
+		s->be_unconfirmed = 1;
+	} else if (sock_connect_result(s->be.fd) == -1) {
+		be_connect_failed(s, errno);
+		return;
+	} else {
+		health_ok(s);
 	}
-	health_ok(s);
 	s->be_step = 0;
 	s->be.ready |= EV_READ; /* the greeting is often there already: one read to see */
 	if (s->ctx->conf->proxy.backend_client_address == MAILPLEX_CLIENT_ADDR_PROXY_V2 &&
 	    be_proxy_v2_send(s) == -1)
-		return 1;
+		return;
 	if (s->be_tls == MAP_TLS_IMPLICIT)
 		be_tls_start(s);
 	else
 		proxy_session_set_state(s, PS_BE_GREETING);
-	return 1;
+}
+
+void
+proxy_backend_connect_done(struct proxy_session *s)
+{
+	if (s->state == PS_BE_CONNECT)
+		be_connected(s);
 }
 
 static int
@@ -630,7 +741,7 @@ proxy_backend_step(struct proxy_session *s)
 	int progress = 0;
 
 	if (s->state == PS_BE_CONNECT)
-		return be_connected(s);
+		return 0; /* proxy_backend_connect_done, on the socket's readiness */
 	if (s->state == PS_BE_TLS)
 		return be_handshake(s);
 	for (;;) {
@@ -655,6 +766,14 @@ proxy_backend_step(struct proxy_session *s)
 		n = proxy_conn_read(&s->be, buf, space < sizeof(buf) ? space : sizeof(buf));
 		if (n == -2)
 			return progress;
+		if (n == -1 && s->be_unconfirmed) {
+			be_connect_failed(s, errno);
+			return 1;
+		}
+		if (s->be_unconfirmed) {
+			s->be_unconfirmed = 0;
+			health_ok(s);
+		}
 		if (n <= 0) {
 			proxy_session_temp_fail(s, "backend-closed");
 			return 1;

@@ -17,6 +17,7 @@
 #define ACCEPT_PAUSE_MS 1000 /* after EMFILE/ENFILE: let sessions end first */
 
 static void listener_accept(struct ev_loop *loop, int fd, int events, void *arg);
+static void listener_take(struct proxy_ctx *ctx, int lfd, int max);
 
 static void
 accept_set(struct proxy_ctx *ctx, int on)
@@ -42,10 +43,22 @@ proxy_accept_resume(struct proxy_ctx *ctx)
 		accept_set(ctx, 1);
 }
 
+/*
+ * One connection per readiness report (nginx's multi_accept off): the loop is
+ * level-triggered and reports a backlog that still holds more, so a lone login costs no
+ * accept4() that returns EAGAIN.
+ */
 static void
 listener_accept(struct ev_loop *loop, int lfd, int events, void *arg)
 {
-	struct proxy_ctx *ctx = arg;
+	listener_take(arg, lfd, 1);
+}
+
+/* Accepts up to max connections waiting on lfd. */
+static void
+listener_take(struct proxy_ctx *ctx, int lfd, int max)
+{
+	struct ev_loop *loop = ctx->loop;
 	const struct proxy_listener *l = NULL;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -58,7 +71,7 @@ listener_accept(struct ev_loop *loop, int lfd, int events, void *arg)
 			l = &ctx->listeners[i];
 	if (l == NULL)
 		return;
-	for (n = 0; n < 64; n++) {
+	for (n = 0; n < max; n++) {
 		if (ctx->nsessions >= (unsigned)ctx->conf->proxy.max_connections) {
 			log_warnx("max_connections (%lld) reached: not accepting",
 			          (long long)ctx->conf->proxy.max_connections);
@@ -110,7 +123,7 @@ proxy_listeners_stop(struct proxy_ctx *ctx)
 
 	for (i = 0; i < ctx->nlisteners; i++)
 		if (ctx->listeners[i].fd != -1 && !ctx->accept_paused)
-			listener_accept(ctx->loop, ctx->listeners[i].fd, EV_READ, ctx);
+			listener_take(ctx, ctx->listeners[i].fd, 64);
 	ev_timer_stop(ctx->loop, &ctx->accept_timer);
 	for (i = 0; i < ctx->nlisteners; i++) {
 		if (ctx->listeners[i].fd == -1)

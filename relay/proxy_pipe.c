@@ -46,8 +46,8 @@ proxy_conn_close(struct proxy_ctx *ctx, struct proxy_conn *c)
 		c->ssl = NULL;
 	}
 	if (c->fd != -1) {
-		ev_io_del(ctx->loop, c->fd);
-		close(c->fd);
+		/* A session's sockets are this worker's alone: close() leaves the epoll set. */
+		(void)ev_io_close(ctx->loop, c->fd);
 		c->fd = -1;
 	}
 	pipe_release(c);
@@ -367,6 +367,13 @@ plain_splice_in(struct proxy_conn *from, struct proxy_conn *to, uint64_t now,
 		from->eof = 1;
 		return 1;
 	}
+	/*
+	 * Short of the room: the socket is drained, most likely (as with read()). Otherwise a
+	 * splice per wake-up would only come back with EAGAIN; if bytes did remain (the pipe
+	 * ran out of slots), the level-triggered loop reports the socket again.
+	 */
+	if ((size_t)n < room)
+		from->ready &= ~EV_READ;
 	to->inpipe += (size_t)n;
 	to->pipe_ms = now;
 	return 1;

@@ -89,6 +89,12 @@ proxy_session_set_state(struct proxy_session *s, enum proxy_state st)
 	ev_timer_start(s->ctx->loop, &s->timer, ms, session_timeout, s);
 }
 
+void
+proxy_session_rearm(struct proxy_session *s, uint64_t ms)
+{
+	ev_timer_start(s->ctx->loop, &s->timer, ms, session_timeout, s);
+}
+
 static int
 login_allowed(const struct proxy_session *s)
 {
@@ -665,6 +671,18 @@ conn_events(struct proxy_session *s, struct proxy_conn *c, int ev)
 	c->events = ev;
 }
 
+/*
+ * While the back end is being logged in to, the client waits for the answer: its EV_READ
+ * stays registered as long as it is quiet, so a login costs no epoll_ctl to drop and
+ * re-add it. Once it does send (pipelining, or closing), EV_READ goes until the login
+ * ends, or the level-triggered loop would spin on bytes nobody reads yet.
+ */
+static int
+client_quiet_events(const struct proxy_session *s)
+{
+	return (s->client.events & EV_READ) && !(s->client.ready & EV_READ) ? EV_READ : 0;
+}
+
 static void
 session_events(struct proxy_session *s)
 {
@@ -684,10 +702,16 @@ session_events(struct proxy_session *s)
 		if (s->client.ssl != NULL && s->client.rd_want == 0 && s->client.wr_want == 0)
 			cev |= EV_READ;
 		break;
+	case PS_BE_RESOLVE:
+	case PS_FAIL_DELAY:
+		cev = client_quiet_events(s);
+		break;
 	case PS_BE_CONNECT:
-		bev = EV_WRITE;
+		cev = client_quiet_events(s);
+		bev = proxy_backend_connect_events(s);
 		break;
 	case PS_BE_TLS:
+		cev = client_quiet_events(s);
 		if (s->be.rd_want == 0 && s->be.wr_want == 0)
 			bev |= EV_READ;
 		break;
@@ -695,6 +719,7 @@ session_events(struct proxy_session *s)
 	case PS_BE_STARTTLS:
 	case PS_BE_ADDR:
 	case PS_BE_LOGIN:
+		cev = client_quiet_events(s);
 		bev |= EV_READ;
 		break;
 	default:
@@ -835,8 +860,8 @@ session_io(struct ev_loop *loop, int fd, int events, void *arg)
 		s->client.ready |= events;
 	else if (fd == s->be.fd)
 		s->be.ready |= events;
-	if (s->state == PS_BE_CONNECT && fd == s->be.fd && (events & EV_WRITE))
-		proxy_backend_step(s);
+	if (s->state == PS_BE_CONNECT && fd == s->be.fd)
+		proxy_backend_connect_done(s);
 	proxy_session_run(s);
 }
 

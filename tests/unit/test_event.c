@@ -1,7 +1,7 @@
 /*
  * Unit tests for lib/event: timer order, stop and restart, 10,000 random timers, I/O
- * readiness, hangup reporting, removal inside a callback of the same batch, signals via
- * signalfd, and before-sleep hooks.
+ * readiness, hangup reporting, removal or close inside a callback of the same batch,
+ * signals via signalfd, and before-sleep hooks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,99 @@ test_watcher_removed_in_same_batch_gets_no_stale_event(void **state)
 	ev_loop_free(loop);
 }
 
+struct close_ctx {
+	int fds[2];   /* read ends of two pipes, both readable in the same batch */
+	int first;    /* calls of the watcher that ran */
+	int fresh[2]; /* a new pipe made in the callback, reusing the closed number */
+	int fresh_calls, fresh_bytes;
+	int iterations; /* before-sleep hook runs: a closed fd left in the set would spin */
+	struct ev_timer later, done;
+};
+
+static void
+close_fresh(struct ev_loop *loop, int fd, int events, void *arg)
+{
+	struct close_ctx *d = arg;
+	char c;
+
+	/* A stale event of the closed pipe would arrive here too, with nothing to read. */
+	d->fresh_calls++;
+	if (read(fd, &c, 1) == 1)
+		d->fresh_bytes++;
+}
+
+static void
+close_write_fresh(struct ev_loop *loop, void *arg)
+{
+	struct close_ctx *d = arg;
+
+	assert_int_equal(write(d->fresh[1], "f", 1), 1);
+}
+
+static void
+close_first(struct ev_loop *loop, int fd, int events, void *arg)
+{
+	struct close_ctx *d = arg;
+	int other = fd == d->fds[0] ? d->fds[1] : d->fds[0];
+	char c;
+
+	d->first++;
+	assert_int_equal(read(fd, &c, 1), 1);
+	/* Still readable (its writer is open, a byte waits): only close() can quiet it. */
+	assert_int_equal(ev_io_close(loop, other), 0);
+	assert_int_equal(fcntl(other, F_GETFD), -1);
+	assert_int_equal(pipe2(d->fresh, O_NONBLOCK), 0);
+	assert_int_equal(d->fresh[0], other);
+	assert_int_equal(ev_io_set(loop, d->fresh[0], EV_READ, close_fresh, d), 0);
+	assert_int_equal(ev_timer_start(loop, &d->later, 10, close_write_fresh, d), 0);
+	if (fd == d->fds[0])
+		d->fds[1] = -1;
+	else
+		d->fds[0] = -1;
+}
+
+static void
+close_count(struct ev_loop *loop, void *arg)
+{
+	struct close_ctx *d = arg;
+
+	d->iterations++;
+}
+
+static void
+test_closed_watcher_gets_no_stale_event_and_leaves_the_set(void **state)
+{
+	struct ev_loop *loop = ev_loop_new();
+	struct close_ctx d;
+	int a[2], b[2];
+
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(pipe(a), 0);
+	assert_int_equal(pipe(b), 0);
+	assert_int_equal(write(a[1], "a", 1), 1);
+	assert_int_equal(write(b[1], "b", 1), 1);
+	d.fds[0] = a[0];
+	d.fds[1] = b[0];
+	assert_int_equal(ev_io_set(loop, a[0], EV_READ, close_first, &d), 0);
+	assert_int_equal(ev_io_set(loop, b[0], EV_READ, close_first, &d), 0);
+	assert_int_equal(ev_before_sleep(loop, close_count, &d), 0);
+	ev_timer_init(&d.later);
+	ev_timer_init(&d.done);
+	assert_int_equal(ev_timer_start(loop, &d.done, 30, stop_cb, NULL), 0);
+	assert_int_equal(ev_run(loop), 0);
+	assert_int_equal(d.first, 1);
+	assert_int_equal(d.fresh_calls, 1);
+	assert_int_equal(d.fresh_bytes, 1);
+	/* A batch, two timers, the fresh pipe's byte: a handful, not a spin. */
+	assert_in_range(d.iterations, 1, 50);
+	assert_int_equal(ev_io_close(loop, d.fresh[0]), 0);
+	close(d.fresh[1]);
+	close(d.fds[0] != -1 ? d.fds[0] : d.fds[1]);
+	close(a[1]);
+	close(b[1]);
+	ev_loop_free(loop);
+}
+
 struct spin_ctx {
 	struct ev_timer t;
 	int spins;
@@ -457,6 +551,7 @@ main(void)
 	    cmocka_unit_test(test_readable_socket_wakes_its_watcher),
 	    cmocka_unit_test(test_hangup_is_reported_as_readable_and_writable),
 	    cmocka_unit_test(test_watcher_removed_in_same_batch_gets_no_stale_event),
+	    cmocka_unit_test(test_closed_watcher_gets_no_stale_event_and_leaves_the_set),
 	    cmocka_unit_test(test_zero_delay_timer_restarting_itself_does_not_starve_io),
 	    cmocka_unit_test(test_signal_is_delivered_through_the_loop),
 	    cmocka_unit_test(test_before_sleep_hook_runs_each_iteration),
