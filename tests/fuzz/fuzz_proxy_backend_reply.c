@@ -3,8 +3,7 @@
  * the IMAP, POP3 and CAPA classifiers (the first byte picks one and the tag), plus the
  * client-address encoders on addresses made of input bytes. Checks that a tagged class
  * really starts with our tag, that LITERAL+ and auth_failure are only claimed where the
- * line says so, that no CR, LF or quote appears inside an encoded address, and that the
- * quoted LOGIN gives back the credentials it was made of or is refused for a reason.
+ * line says so, and that no CR, LF or quote appears inside an encoded address.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -111,70 +110,6 @@ make_addr(const uint8_t *d, struct sockaddr_storage *ss)
 	}
 }
 
-/* Reads one quoted string at *p and compares it, unescaped, with want: 0 equal, -1 not. */
-static int
-quoted_is(const char **p, const char *end, const char *want, size_t wlen)
-{
-	const char *q = *p;
-	size_t i = 0;
-
-	if (q >= end || *q++ != '"')
-		return -1;
-	while (q < end && *q != '"') {
-		if (*q == '\\') {
-			if (++q >= end || (*q != '"' && *q != '\\'))
-				return -1;
-		} else if (*q == '\r' || *q == '\n' || *q == '\0') {
-			return -1;
-		}
-		if (i >= wlen || want[i++] != *q++)
-			return -1;
-	}
-	if (q >= end || i != wlen)
-		return -1;
-	*p = q + 1;
-	return 0;
-}
-
-/*
- * The quoted LOGIN: refused exactly when a credential holds a byte a quoted string cannot
- * carry; otherwise one line that gives back both credentials unchanged.
- */
-static void
-check_login(const uint8_t *data, size_t size)
-{
-	char buf[2 * FUZZ_LINE_MAX + 64];
-	const char *user, *pass, *p, *end;
-	size_t ulen, plen, i;
-	int n, quotable = 1;
-
-	if (size < 1)
-		return;
-	ulen = data[0] < size - 1 ? data[0] : size - 1;
-	user = (const char *)data + 1;
-	pass = user + ulen;
-	plen = size - 1 - ulen;
-	for (i = 0; i < ulen + plen; i++) {
-		unsigned char c = (unsigned char)user[i];
-
-		if (c == 0 || c >= 0x80 || c == '\r' || c == '\n')
-			quotable = 0;
-	}
-	n = be_imap_login_quoted("a1", user, ulen, pass, plen, buf, sizeof(buf));
-	if (n == -1) {
-		if (quotable && size < FUZZ_LINE_MAX)
-			abort();
-		return;
-	}
-	if (!quotable || n < 2 || (size_t)n != strlen(buf) || memcmp(buf, "a1 LOGIN ", 9) != 0)
-		abort();
-	p = buf + 9;
-	end = buf + n;
-	if (quoted_is(&p, end, user, ulen) == -1 || p >= end || *p++ != ' ' ||
-	    quoted_is(&p, end, pass, plen) == -1 || end - p != 2 || p[0] != '\r' || p[1] != '\n')
-		abort();
-}
-
 static void
 check_encoders(const uint8_t *data, size_t size)
 {
@@ -218,7 +153,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0] & 3;
 	tag = tags[(data[0] >> 2) % 5];
 	if (mode == 3) {
-		check_login(data + 1, size - 1);
 		check_encoders(data + 1, size - 1);
 		return 0;
 	}
