@@ -177,7 +177,6 @@ struct proxy_session {
 	int be_xclient;      /* POP3: its CAPA listed XCLIENT */
 	int be_step;         /* position inside the login exchange */
 	int be_unconfirmed;  /* connect not yet known to have worked: the first read tells */
-	int be_login_early;  /* the LOGIN went out right behind the connect (no greeting wait) */
 };
 
 /* proxy_session.c */

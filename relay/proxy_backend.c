@@ -3,9 +3,8 @@
  * (PROXY v2 header, IMAP ID or POP3 XCLIENT), TLS (implicit or STARTTLS/STLS, discarding
  * anything sent ahead of the STARTTLS answer), the greeting (PREAUTH refused), and the
  * login with the client's credentials — IMAP LOGIN under the client's own tag with both
- * credentials as literals (or quoted, written right behind the connect on a plain back
- * end), POP3 USER/PASS — plus the down-marking of back ends that fail to connect. Reply
- * lines are classified by backend_proto.c. Never logs a credential.
+ * credentials as literals, POP3 USER/PASS — plus the down-marking of back ends that fail
+ * to connect. Reply lines are classified by backend_proto.c. Never logs a credential.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,7 +42,6 @@ enum be_addr_step {
 static void be_connect_next(struct proxy_session *s, unsigned first);
 static int be_speaks_first(const struct proxy_session *s);
 static void be_connected(struct proxy_session *s);
-static void be_login_early(struct proxy_session *s);
 
 static struct proxy_be_health *
 health_get(struct proxy_ctx *ctx, const char *name, int create)
@@ -116,41 +114,6 @@ backend_resolved(void *arg, const char *host)
 	}
 }
 
-/*
- * Plain IMAP with no client address to pass first: the LOGIN goes out right behind the
- * connect, ahead of the back end's greeting (on loopback and short paths the handshake is
- * over before connect() returns), which saves the back end a round trip per login. Only
- * as one quoted LOGIN written at once; a socket not yet connected, or credentials that
- * need literals, leave the login to wait for the greeting as before.
- */
-static void
-be_login_early(struct proxy_session *s)
-{
-	char cmd[IMAP_TAG_MAX + 2 * (SASL_USER_MAX + SASL_PASS_MAX) + 32];
-	ssize_t w;
-	int n;
-
-	s->be_login_early = 0;
-	if (s->proto != PROXY_IMAP || s->be_tls != MAP_TLS_OFF || s->creds == NULL ||
-	    s->ctx->conf->proxy.backend_client_address != MAILPLEX_CLIENT_ADDR_NONE)
-		return;
-	n = be_imap_login_quoted(s->tag, s->creds->user, s->creds->user_len, s->creds->pass,
-	                         s->creds->pass_len, cmd, sizeof(cmd));
-	if (n <= 0)
-		return;
-	do
-		w = write(s->be.fd, cmd, (size_t)n);
-	while (w == -1 && errno == EINTR);
-	if (w > 0 && w < n && proxy_obuf_add(&s->be.out, cmd + w, (size_t)(n - w)) == -1) {
-		explicit_bzero(cmd, sizeof(cmd));
-		proxy_session_temp_fail(s, "out-of-memory");
-		return;
-	}
-	explicit_bzero(cmd, sizeof(cmd));
-	/* -1: not connected yet (EAGAIN) or failed; the connect's own path sees to both. */
-	s->be_login_early = w > 0;
-}
-
 /* Connects to the name's address number `first` or a later one; fails the login if none. */
 static void
 be_connect_next(struct proxy_session *s, unsigned first)
@@ -194,7 +157,6 @@ be_connect_next(struct proxy_session *s, unsigned first)
 		s->be.fd = fd;
 		linebuf_init(&s->be_lb, 512, PROXY_BE_LINE_MAX);
 		proxy_session_set_state(s, PS_BE_CONNECT);
-		be_login_early(s);
 		return;
 	}
 	health_fail(s);
@@ -486,10 +448,7 @@ imap_line(struct proxy_session *s, const char *line, size_t len)
 	case PS_BE_GREETING:
 		if (r.kind == BE_IMAP_OK) {
 			s->be_literal_plus = r.literal_plus;
-			if (s->be_login_early) {
-				s->be_step = BE_IMAP_TAGGED;
-				proxy_session_set_state(s, PS_BE_LOGIN);
-			} else if (s->be_tls == MAP_TLS_ON) {
+			if (s->be_tls == MAP_TLS_ON) {
 				if (be_queue(s, BE_TAG " STARTTLS\r\n",
 				             sizeof(BE_TAG " STARTTLS\r\n") - 1) == 0)
 					proxy_session_set_state(s, PS_BE_STARTTLS);
