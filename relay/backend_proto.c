@@ -299,61 +299,6 @@ be_imap_id_command(const char *tag, const struct sockaddr *src, const struct soc
 	return n;
 }
 
-/* Appends s as an IMAP quoted string at buf[*off]: 0, or -1 (not quotable, no room). */
-static int
-quoted_put(const char *s, size_t n, char *buf, size_t len, size_t *off)
-{
-	size_t i, o = *off;
-	unsigned char c;
-
-	if (o >= len)
-		return -1;
-	buf[o++] = '"';
-	for (i = 0; i < n; i++) {
-		c = (unsigned char)s[i];
-		if (c == 0 || c >= 0x80 || c == '\r' || c == '\n')
-			return -1;
-		if (c == '"' || c == '\\') {
-			if (o >= len)
-				return -1;
-			buf[o++] = '\\';
-		}
-		if (o >= len)
-			return -1;
-		buf[o++] = (char)c;
-	}
-	if (o >= len)
-		return -1;
-	buf[o++] = '"';
-	*off = o;
-	return 0;
-}
-
-int
-be_imap_login_quoted(const char *tag, const char *user, size_t user_len, const char *pass,
-                     size_t pass_len, char *buf, size_t len)
-{
-	size_t off, tl;
-
-	if (!tag_ok(tag))
-		return -1;
-	tl = strlen(tag);
-	if (tl + sizeof(" LOGIN ") > len)
-		return -1;
-	memcpy(buf, tag, tl);
-	memcpy(buf + tl, " LOGIN ", sizeof(" LOGIN ") - 1);
-	off = tl + sizeof(" LOGIN ") - 1;
-	if (quoted_put(user, user_len, buf, len, &off) == -1 || off >= len)
-		return -1;
-	buf[off++] = ' ';
-	if (quoted_put(pass, pass_len, buf, len, &off) == -1 || off + 2 >= len)
-		return -1;
-	buf[off++] = '\r';
-	buf[off++] = '\n';
-	buf[off] = '\0';
-	return off > INT32_MAX ? -1 : (int)off;
-}
-
 int
 be_pop3_xclient_command(const struct sockaddr *src, char *buf, size_t len)
 {

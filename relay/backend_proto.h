@@ -74,14 +74,6 @@ int be_proxy_v2_header(const struct sockaddr *src, const struct sockaddr *dst, u
  */
 int be_imap_id_command(const char *tag, const struct sockaddr *src, const struct sockaddr *dst,
                        char *buf, size_t len);
-/*
- * `TAG LOGIN "user" "pass"` CR LF with both as quoted strings (RFC 3501 9: 7-bit, no CR,
- * LF or NUL; '"' and '\' escaped), the form that needs no capability and no round trip.
- * Returns the length, or -1 when a credential cannot be quoted (the caller uses literals),
- * the tag is not an atom, or buf is too small. buf then holds a password: wipe it.
- */
-int be_imap_login_quoted(const char *tag, const char *user, size_t user_len, const char *pass,
-                         size_t pass_len, char *buf, size_t len);
 /* `XCLIENT ADDR=... PORT=...` CR LF (Dovecot's POP3 login). Length or -1. */
 int be_pop3_xclient_command(const struct sockaddr *src, char *buf, size_t len);
 

@@ -234,37 +234,6 @@ test_imap_id_command_carries_addresses_and_ports(void **state)
 }
 
 static void
-test_imap_login_quoted_escapes_or_refuses(void **state)
-{
-	char buf[64];
-	int n;
-
-	n = be_imap_login_quoted("a1", "user1", 5, "pw", 2, buf, sizeof(buf));
-	assert_int_equal(n, (int)strlen("a1 LOGIN \"user1\" \"pw\"\r\n"));
-	assert_string_equal(buf, "a1 LOGIN \"user1\" \"pw\"\r\n");
-	/* Quote and backslash are escaped (RFC 3501 quoted-specials); spaces are plain. */
-	n = be_imap_login_quoted("t", "u", 1, "a\"b\\c d", 7, buf, sizeof(buf));
-	assert_string_equal(buf, "t LOGIN \"u\" \"a\\\"b\\\\c d\"\r\n");
-	assert_int_equal(n, (int)strlen(buf));
-	/* An empty password is an empty quoted string. */
-	assert_int_equal(be_imap_login_quoted("t", "u", 1, "", 0, buf, sizeof(buf)), 16);
-	assert_string_equal(buf, "t LOGIN \"u\" \"\"\r\n");
-	/* What a quoted string cannot carry goes as literals instead: -1. */
-	assert_int_equal(be_imap_login_quoted("t", "u", 1, "p\r\nx", 4, buf, sizeof(buf)), -1);
-	assert_int_equal(be_imap_login_quoted("t", "u", 1, "p\nx", 3, buf, sizeof(buf)), -1);
-	assert_int_equal(be_imap_login_quoted("t", "u", 1, "p\0x", 3, buf, sizeof(buf)), -1);
-	assert_int_equal(be_imap_login_quoted("t", "u", 1, "p\xc3\xa9", 3, buf, sizeof(buf)), -1);
-	assert_int_equal(be_imap_login_quoted("t", "\xc3\xa9", 2, "pw", 2, buf, sizeof(buf)), -1);
-	/* A tag that is not an atom, or no room for the whole line: -1, never a cut command. */
-	assert_int_equal(be_imap_login_quoted("a\"", "u", 1, "pw", 2, buf, sizeof(buf)), -1);
-	assert_int_equal(be_imap_login_quoted("", "u", 1, "pw", 2, buf, sizeof(buf)), -1);
-	assert_int_equal(be_imap_login_quoted("a1", "user1", 5, "pw", 2, buf, 8), -1);
-	assert_int_equal(be_imap_login_quoted("a1", "user1", 5, "pw", 2, buf, 20), -1);
-	assert_int_equal(be_imap_login_quoted("a1", "user1", 5, "pw", 2, buf, 23), -1);
-	assert_int_equal(be_imap_login_quoted("a1", "user1", 5, "pw", 2, buf, 24), 23);
-}
-
-static void
 test_pop3_xclient_command(void **state)
 {
 	struct sockaddr_storage src = v4("127.0.0.77", 40001), s6 = v6("::1", 2);
@@ -290,7 +259,6 @@ main(void)
 	    cmocka_unit_test(test_proxy_v2_header_for_ipv4),
 	    cmocka_unit_test(test_proxy_v2_header_for_ipv6_and_v4_mapped),
 	    cmocka_unit_test(test_imap_id_command_carries_addresses_and_ports),
-	    cmocka_unit_test(test_imap_login_quoted_escapes_or_refuses),
 	    cmocka_unit_test(test_pop3_xclient_command),
 	};
 
