@@ -14,9 +14,10 @@ mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c
 # mailplex-smtpd: the master, the inbound SMTP receivers and the spool, with the queue
 # runner above (the master forks it as one more child).
 SMTPD_SRCS := relay/smtpd_session.c relay/smtpd_listen.c relay/smtpd_control.c \
-              relay/smtpd_verify.c relay/smtp_cmd.c relay/spool.c
+              relay/smtpd_verify.c relay/smtp_cmd.c relay/spool.c relay/spool_fsync.c
 PROGRAMS += mailplex-smtpd
 mailplex-smtpd_SRCS = relay/smtpd_main.c $(SMTPD_SRCS) $(QUEUE_SRCS)
+mailplex-smtpd_LIBS := -pthread
 MANPAGES += man/mailplex-smtpd.8
 # mailplex-relay: the node agent (joins the directors' pool, heartbeats, DR setup).
 PROGRAMS += mailplex-relay
