@@ -371,7 +371,9 @@ check "list rcpt dave@ finds dave+x@" \
 	sh -c "$CTL queue list backend down rcpt dave@mail.test | grep -q 'to=<dave+x@mail.test> pending'"
 check "delete" sh -c "$CTL queue delete $q6 | grep -q deleted"
 check "the queue file is gone" test ! -e "$T/spool/queue/$q6"
-check "the state log is gone" test ! -e "$T/spool/state/$q6"
+# the state log goes once the removal of the queue file is durable (an fsync of queue/ on
+# the runner's fsync thread), a moment after the reply
+check "the state log is gone" wait_for "state log of m6 removed" test ! -e "$T/spool/state/$q6"
 check "the queue is empty after delete" queue_empty
 
 # ==== 4. kill -9 in the middle of deliveries, start again: nothing delivered twice ====
