@@ -9,7 +9,8 @@
 # Knobs: BENCH_REPEAT (3), BENCH_SMTP_CONCS ("1 10 50"), BENCH_SMTP_SIZES ("1024 102400"),
 # BENCH_SMTP_COUNT_1024 (2000), BENCH_SMTP_COUNT_102400 (1000), BENCH_SMTP_MAXS (120, per run),
 # BENCH_BASE_BIN: the bin dir of another mailplex build, run as mailplex-base in the same
-# run (its own spool, same file system, same config) for a before/after comparison.
+# run (its own spool, same file system, same config) for a before/after comparison,
+# BENCH_SMTP_WORKERS (2): smtpd.workers of mailplex, BENCH_BASE_WORKERS (the same): of the base.
 # Goal: mailplex >= 3x Postfix's messages/s at concurrency 10 and 50, same durability.
 set -u
 bindir=$(cd "$1" && pwd)
@@ -157,7 +158,9 @@ for i in $(seq 1000); do echo "user user$i sink"; done >>"$W/map"
 chmod 644 "$W/map.db"
 mkdir "$W/ctl"
 chown nobody "$W/ctl"
-# mx_conf NAME PORT: backend_concurrency 20 is Postfix's default destination concurrency
+WORKERS=${BENCH_SMTP_WORKERS:-2}
+BASE_WORKERS=${BENCH_BASE_WORKERS:-$WORKERS}
+# mx_conf NAME PORT WORKERS: backend_concurrency 20 is Postfix's default destination concurrency
 mx_conf() {
 	cat <<EOF
 user = "nobody";
@@ -165,7 +168,7 @@ map = { db = "$W/map.db"; };
 smtpd = {
 	listen = [ "$MX_IP:$2" ];
 	hostname = "mx.bench.test";
-	workers = 2;
+	workers = $3;
 	spool = "$W/$1-spool";
 	control = "$W/ctl/$1-smtpd.sock";
 	queue_control = "$W/ctl/$1-queue.sock";
@@ -175,12 +178,12 @@ smtpd = {
 };
 EOF
 }
-mx_conf mx "$MX_PORT" >"$W/mx.conf"
+mx_conf mx "$MX_PORT" "$WORKERS" >"$W/mx.conf"
 "$bindir/mailplex-smtpd" -d -f "$W/mx.conf" >"$W/mx.log" 2>&1 &
 MXPID=$!
 wait_port "$MX_IP" "$MX_PORT" || { echo "bench-smtp: mailplex-smtpd did not start: $(tail -5 "$W/mx.log")" >&2; exit 1; }
 if [ -n "$BASEBIN" ]; then
-	mx_conf mb "$MB_PORT" >"$W/mb.conf"
+	mx_conf mb "$MB_PORT" "$BASE_WORKERS" >"$W/mb.conf"
 	"$BASEBIN/mailplex-smtpd" -d -f "$W/mb.conf" >"$W/mb.log" 2>&1 &
 	MBPID=$!
 	wait_port "$MX_IP" "$MB_PORT" || { echo "bench-smtp: mailplex-base did not start: $(tail -5 "$W/mb.log")" >&2; exit 1; }
@@ -222,6 +225,7 @@ run warmup-postfix "$PF_IP:$PF_PORT" 1024 2 20 >/dev/null
 run warmup-mailplex "$MX_IP:$MX_PORT" 1024 2 20 >/dev/null
 [ -n "$BASEBIN" ] && run warmup-base "$MX_IP:$MB_PORT" 1024 2 20 >/dev/null
 : >"$W/raw"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 r=1
 while [ "$r" -le "$REPEAT" ]; do
 	for size in $SIZES; do
@@ -245,7 +249,8 @@ done
 
 echo
 echo "bench-smtp: smtp-source -> relay -> smtp-sink, msgs/s counted at the sink, median of $REPEAT;"
-echo "ratio = median, [lowest-highest] of the per-repetition ratios; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ratio = median, [lowest-highest] of the per-repetition ratios; load average at the start: $LOAD0, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "smtpd.workers: mailplex $WORKERS${BASEBIN:+, mailplex-base $BASE_WORKERS}"
 echo
 awk -v concs="$CONCS" -v sizes="$SIZES" -v base="$BASEBIN" '
 /^RESULT/ {
