@@ -110,7 +110,7 @@ struct queue_conn {
 	struct queue_reply reply;
 	struct ev_timer timer;
 	unsigned int ext; /* QUEUE_EXT_* of the LHLO/EHLO reply */
-	int used;         /* a transaction ran: RSET before the next */
+	int used;         /* a transaction may be open: RSET before the next */
 	struct queue_job *job;
 	size_t rcpt_pos;           /* RCPT sent for job->idx[rcpt_pos] */
 	size_t naccepted, dot_pos; /* LMTP: accepted recipients, replies read after DATA */

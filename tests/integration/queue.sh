@@ -398,8 +398,9 @@ wait_for "alice and bob delivered" sh -c "test \$($CTL queue list | grep -c 'to=
 nslow=$(ss -Htn state established "( dport = :$SLOW )" dst $SINK | wc -l)
 check "at most backend_concurrency connections to one back end ($nslow of 5 wanted)" \
 	test "$nslow" -ge 1 -a "$nslow" -le 2
-check "an idle connection was reused for the next message (RSET)" \
-	grep -q "backend d1 .*: idle -> rset" "$T/runner.log"
+# (RSET first only if the last transaction may be open; after a delivered one, MAIL)
+check "an idle connection was reused for the next message" \
+	grep -Eq "backend d1 .*: idle -> (rset|mail)" "$T/runner.log"
 kill -9 "$RUNNER"
 wait "$RUNNER" 2>/dev/null
 RUNNER=""
