@@ -156,12 +156,13 @@ queue_removals_synced(struct queue_ctx *ctx)
 		errno = ctx->rm_job.error;
 		log_warn("queue: fsync %s", ctx->queue_dir);
 	}
-	for (i = 0; i < ctx->rm_sync.n; i++) {
-		/* Without the fsync the log stays: queue_scan removes it at the next start. */
-		if (ctx->rm_job.error == 0 &&
-		    str_format(path, sizeof(path), "%s/%s", ctx->state_dir, ctx->rm_sync.v[i]) == 0 &&
+	/* Without the fsync the logs stay: queue_scan removes them at the next start. */
+	for (i = 0; ctx->rm_job.error == 0 && i < ctx->rm_sync.n; i++) {
+		const char *qid = ctx->rm_sync.v[i];
+
+		if (str_format(path, sizeof(path), "%s/%s", ctx->state_dir, qid) == 0 &&
 		    unlink(path) == -1 && errno != ENOENT)
-			log_warn("%s: unlink %s", ctx->rm_sync.v[i], path);
+			log_warn("%s: unlink %s", qid, path);
 	}
 	ctx->rm_sync.n = 0;
 }

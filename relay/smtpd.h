@@ -140,7 +140,8 @@ struct smtpd_ctx {
 	 */
 	struct spool_fsync *fsync;
 	struct spool_fsync_job queue_job; /* the fsync of queue/ */
-	int queue_syncing;                /* queue_job is out */
+	struct spool_fsync_job tmp_job;   /* and of tmp/, best effort (spool_tmp_fd) */
+	int queue_syncing;                /* of the two, how many are out */
 	struct smtpd_session *names_wait, *names_sync;
 	struct spool_fsync_job *inline_done; /* fsynced on the loop (pool full): answered soon */
 	struct ev_timer commit_timer;        /* runs inline_done */

@@ -588,10 +588,13 @@ smtpd_queue_sync_start(struct smtpd_ctx *ctx)
 	ctx->names_wait = NULL;
 	for (s = ctx->names_sync; s != NULL; s = s->commit_next)
 		s->commit_list = SMTPD_NAMES_SYNC;
-	ctx->queue_syncing = 1;
+	ctx->queue_syncing = 2;
 	ctx->queue_job.fd = spool_queue_fd(ctx->spool);
 	ctx->queue_job.arg = NULL;
+	ctx->tmp_job.fd = spool_tmp_fd(ctx->spool);
+	ctx->tmp_job.arg = NULL;
 	smtpd_commit_submit(ctx, &ctx->queue_job);
+	smtpd_commit_submit(ctx, &ctx->tmp_job);
 }
 
 /*
@@ -685,7 +688,7 @@ smtpd_commit_file_done(struct smtpd_ctx *ctx, struct smtpd_commit *c)
 	ctx->names_wait = s;
 }
 
-/* The fsync of queue/ is back: every name renamed before it started is answered. */
+/* The fsyncs of queue/ and tmp/ are back: every name renamed before they started is answered. */
 static void
 smtpd_commit_queue_done(struct smtpd_ctx *ctx)
 {
@@ -693,7 +696,7 @@ smtpd_commit_queue_done(struct smtpd_ctx *ctx)
 	char err[512];
 	int tf = 0, ok;
 
-	ctx->queue_syncing = 0;
+	/* tmp/'s result is not looked at: best effort, as in spool_sync_queue */
 	ok = spool_queue_synced(ctx->spool, ctx->queue_job.error, &tf, err, sizeof(err)) == 0;
 	if (!ok)
 		log_warnx("spool: %s: the messages waiting for it are not acknowledged", err);
@@ -723,8 +726,8 @@ smtpd_commit_run(struct smtpd_ctx *ctx, struct spool_fsync_job *list)
 
 	for (j = list; j != NULL; j = next) {
 		next = j->next;
-		if (j == &ctx->queue_job)
-			queue_done = 1;
+		if (j == &ctx->queue_job || j == &ctx->tmp_job)
+			queue_done = --ctx->queue_syncing == 0;
 		else
 			smtpd_commit_file_done(ctx, j->arg);
 	}

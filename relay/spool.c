@@ -692,12 +692,11 @@ spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t err
 
 /*
  * The order is what makes a 250 safe: the file's data, then the rename, then queue/ (the
- * new name) - after that a crash cannot lose it. A crash between the rename and the fsync
- * of queue/ may bring the name back in tmp/ as well; spool_recover removes it there.
+ * new name) - after that a crash cannot lose it. tmp/ is fsynced with queue/ so that the
+ * old name does not come back next to the new one (see spool_tmp_fd).
  */
 int
-spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err,
-                    size_t errlen)
+spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err, size_t errlen)
 {
 	struct spool *sp = w->sp;
 
@@ -743,6 +742,12 @@ spool_queue_fd(const struct spool *sp)
 }
 
 int
+spool_tmp_fd(const struct spool *sp)
+{
+	return sp->tmpfd;
+}
+
+int
 spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err, size_t errlen)
 {
 	*tempfail = 0;
@@ -762,7 +767,7 @@ spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen)
 	if (spool_queue_synced(sp, fsync(sp->queuefd) == -1 ? errno : 0, tempfail, err, errlen) ==
 	    -1)
 		return -1;
-	(void)fsync(sp->tmpfd); /* best effort: spares spool_recover a leftover name */
+	(void)fsync(sp->tmpfd); /* best effort, see spool_tmp_fd */
 	return 0;
 }
 

@@ -94,12 +94,18 @@ int spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t
  * A message may be answered 250 only after both of its fsyncs succeeded. (The runner may
  * see a renamed file before the fsync of queue/; a failed one means no 250, so at worst a
  * duplicate, never a loss.) spool_writer_publish is finish + fsync + synced in one call,
- * spool_sync_queue the fsync of queue/ with its answer.
+ * spool_sync_queue the fsyncs of queue/ and tmp/ with the answer.
  */
 int spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
 int spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err,
                         size_t errlen);
 int spool_queue_fd(const struct spool *sp);
+/*
+ * tmp/, fsynced together with queue/ before the 250, best effort: on a file system without
+ * a journal a crash could otherwise leave the old name next to the new one with one link,
+ * and spool_recover's removal of the old name would free the acknowledged message.
+ */
+int spool_tmp_fd(const struct spool *sp);
 int spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err,
                        size_t errlen);
 int spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
