@@ -7,7 +7,10 @@
 # Adapted from /work/shared/bench-anchors (setup-anchors.sh, smtp-bench).
 # Usage: bench/bench-smtp.sh BUILD_BIN_DIR
 # Knobs: BENCH_REPEAT (3), BENCH_SMTP_CONCS ("1 10 50"), BENCH_SMTP_SIZES ("1024 102400"),
-# BENCH_SMTP_COUNT_1024 (2000), BENCH_SMTP_COUNT_102400 (1000), BENCH_SMTP_MAXS (120, per run).
+# BENCH_SMTP_COUNT_1024 (2000), BENCH_SMTP_COUNT_102400 (1000), BENCH_SMTP_MAXS (120, per run),
+# BENCH_BASE_BIN: the bin dir of another mailplex build, run as mailplex-base in the same
+# run (its own spool, same file system, same config) for a before/after comparison,
+# BENCH_SMTP_WORKERS (2): smtpd.workers of mailplex, BENCH_BASE_WORKERS (the same): of the base.
 # Goal: mailplex >= 3x Postfix's messages/s at concurrency 10 and 50, same durability.
 set -u
 bindir=$(cd "$1" && pwd)
@@ -20,12 +23,17 @@ MAXS=${BENCH_SMTP_MAXS:-120}
 DOMAIN=bench.test
 # Postfix checks inet_interfaces against the interface list: lo has only 127.0.0.1
 SINK_IP=127.0.0.90 PF_IP=127.0.0.1 MX_IP=127.0.0.92
-BASE=$((27000 + ($$ % 300) * 3))
-SINK_PORT=$BASE PF_PORT=$((BASE + 1)) MX_PORT=$((BASE + 2))
+BASE=$((27000 + ($$ % 300) * 4))
+SINK_PORT=$BASE PF_PORT=$((BASE + 1)) MX_PORT=$((BASE + 2)) MB_PORT=$((BASE + 3))
+BASEBIN=""
+if [ -n "${BENCH_BASE_BIN:-}" ]; then
+	BASEBIN=$(cd "$BENCH_BASE_BIN" && pwd) && [ -x "$BASEBIN/mailplex-smtpd" ] ||
+		{ echo "bench-smtp: no mailplex-smtpd in BENCH_BASE_BIN=$BENCH_BASE_BIN" >&2; exit 2; }
+fi
 # The spools of both relays on one file system (the same fsync costs): under /var/tmp.
 W=$(mktemp -d /var/tmp/mailplex-bench-smtp.XXXXXX)
 chmod 755 "$W"
-SINKPID="" MXPID="" PF_STARTED=""
+SINKPID="" MXPID="" MBPID="" PF_STARTED=""
 
 for tool in postfix postmap smtp-source smtp-sink python3; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "bench-smtp: $tool missing (make deps)" >&2; exit 2; }
@@ -43,6 +51,7 @@ kill_tree() { # PID: the process and its children, SIGTERM, 5 s, then SIGKILL
 }
 cleanup() {
 	[ -n "$MXPID" ] && kill_tree "$MXPID"
+	[ -n "$MBPID" ] && kill_tree "$MBPID"
 	if [ -n "$PF_STARTED" ]; then
 		timeout 30 postfix -c "$W/postfix/etc" stop >/dev/null 2>&1
 		pf=$(tr -d ' ' <"$W/postfix/spool/pid/master.pid" 2>/dev/null)
@@ -149,25 +158,36 @@ for i in $(seq 1000); do echo "user user$i sink"; done >>"$W/map"
 chmod 644 "$W/map.db"
 mkdir "$W/ctl"
 chown nobody "$W/ctl"
-# backend_concurrency 20: Postfix's default destination concurrency
-cat >"$W/mx.conf" <<EOF
+WORKERS=${BENCH_SMTP_WORKERS:-2}
+BASE_WORKERS=${BENCH_BASE_WORKERS:-$WORKERS}
+# mx_conf NAME PORT WORKERS: backend_concurrency 20 is Postfix's default destination concurrency
+mx_conf() {
+	cat <<EOF
 user = "nobody";
 map = { db = "$W/map.db"; };
 smtpd = {
-	listen = [ "$MX_IP:$MX_PORT" ];
+	listen = [ "$MX_IP:$2" ];
 	hostname = "mx.bench.test";
-	workers = 2;
-	spool = "$W/mx-spool";
-	control = "$W/ctl/smtpd.sock";
-	queue_control = "$W/ctl/queue.sock";
+	workers = $3;
+	spool = "$W/$1-spool";
+	control = "$W/ctl/$1-smtpd.sock";
+	queue_control = "$W/ctl/$1-queue.sock";
 	max_connections_per_ip = 1000;
 	max_message_size = "10M";
 	backend_concurrency = 20;
 };
 EOF
+}
+mx_conf mx "$MX_PORT" "$WORKERS" >"$W/mx.conf"
 "$bindir/mailplex-smtpd" -d -f "$W/mx.conf" >"$W/mx.log" 2>&1 &
 MXPID=$!
 wait_port "$MX_IP" "$MX_PORT" || { echo "bench-smtp: mailplex-smtpd did not start: $(tail -5 "$W/mx.log")" >&2; exit 1; }
+if [ -n "$BASEBIN" ]; then
+	mx_conf mb "$MB_PORT" "$BASE_WORKERS" >"$W/mb.conf"
+	"$BASEBIN/mailplex-smtpd" -d -f "$W/mb.conf" >"$W/mb.log" 2>&1 &
+	MBPID=$!
+	wait_port "$MX_IP" "$MB_PORT" || { echo "bench-smtp: mailplex-base did not start: $(tail -5 "$W/mb.log")" >&2; exit 1; }
+fi
 
 sink_count() { # the last "mesg=N" smtp-sink -c wrote
 	s=$(tail -c 80 "$W/sink/counter.out" | tr '\r' '\n' | grep -o 'mesg=[0-9]*' | tail -n 1)
@@ -203,7 +223,9 @@ run() {
 # warm-up: a few messages through each
 run warmup-postfix "$PF_IP:$PF_PORT" 1024 2 20 >/dev/null
 run warmup-mailplex "$MX_IP:$MX_PORT" 1024 2 20 >/dev/null
+[ -n "$BASEBIN" ] && run warmup-base "$MX_IP:$MB_PORT" 1024 2 20 >/dev/null
 : >"$W/raw"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 r=1
 while [ "$r" -le "$REPEAT" ]; do
 	for size in $SIZES; do
@@ -214,37 +236,67 @@ while [ "$r" -le "$REPEAT" ]; do
 			[ "$conc" = 1 ] && c=$((count / 4))
 			run postfix "$PF_IP:$PF_PORT" "$size" "$conc" "$c"
 			run mailplex "$MX_IP:$MX_PORT" "$size" "$conc" "$c"
+			[ -n "$BASEBIN" ] && run mailplex-base "$MX_IP:$MB_PORT" "$size" "$conc" "$c"
 		done
 	done
 	r=$((r + 1))
 done
-left=$(find "$W/mx-spool/queue" -type f | wc -l)
-[ "$left" -eq 0 ] || echo "bench-smtp: $left message(s) still in mailplex's queue" >&2
+for q in mx mb; do
+	[ -d "$W/$q-spool/queue" ] || continue
+	left=$(find "$W/$q-spool/queue" -type f | wc -l)
+	[ "$left" -eq 0 ] || echo "bench-smtp: $left message(s) still in $q's queue" >&2
+done
 
 echo
-echo "bench-smtp: smtp-source -> relay -> smtp-sink, msgs/s counted at the sink (median of $REPEAT)"
+echo "bench-smtp: smtp-source -> relay -> smtp-sink, msgs/s counted at the sink, median of $REPEAT;"
+echo "ratio = median, [lowest-highest] of the per-repetition ratios; load average at the start: $LOAD0, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "smtpd.workers: mailplex $WORKERS${BASEBIN:+, mailplex-base $BASE_WORKERS}"
 echo
-awk -v concs="$CONCS" -v sizes="$SIZES" '
+awk -v concs="$CONCS" -v sizes="$SIZES" -v base="$BASEBIN" '
 /^RESULT/ {
 	for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
 	k = f["relay"] SUBSEP f["size"] SUBSEP f["conc"]
 	v[k, ++n[k]] = f["rate"]
 }
-function median(k,   m, i, j, t, a) {
-	m = n[k]
+function median_of(a, m,   i, j, t) {
 	if (m == 0) return 0
-	for (i = 1; i <= m; i++) a[i] = v[k, i]
 	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 	return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
 }
+function median(k,   m, i, a) {
+	m = n[k]
+	for (i = 1; i <= m; i++) a[i] = v[k, i]
+	return median_of(a, m)
+}
+# "1.23 [1.10-1.40]": the ratio of relay to postfix in each repetition (same conditions)
+function ratios(relay, sz, c,   kp, km, m, i, a, lo, hi, med) {
+	kp = "postfix" SUBSEP sz SUBSEP c; km = relay SUBSEP sz SUBSEP c
+	m = n[kp] < n[km] ? n[kp] : n[km]
+	if (m == 0) return "-"
+	for (i = 1; i <= m; i++) a[i] = v[kp, i] > 0 ? v[km, i] / v[kp, i] : 0
+	med = median_of(a, m)
+	lo = a[1]; hi = a[m]
+	return sprintf("%.2f [%.2f-%.2f]", med, lo, hi)
+}
 END {
-	printf "| size | conc | Postfix msgs/s | mailplex msgs/s | mailplex/Postfix | goal >= 3x |\n"
-	printf "|---|---|---|---|---|---|\n"
+	if (base != "") {
+		printf "| size | conc | Postfix msgs/s | mailplex-base msgs/s | mailplex msgs/s | base/Postfix | mailplex/Postfix | goal >= 3x |\n"
+		printf "|---|---|---|---|---|---|---|---|\n"
+	} else {
+		printf "| size | conc | Postfix msgs/s | mailplex msgs/s | mailplex/Postfix | goal >= 3x |\n"
+		printf "|---|---|---|---|---|---|\n"
+	}
 	ns = split(sizes, S, " "); nc = split(concs, C, " ")
 	for (i = 1; i <= ns; i++) for (j = 1; j <= nc; j++) {
 		p = median("postfix" SUBSEP S[i] SUBSEP C[j]); m = median("mailplex" SUBSEP S[i] SUBSEP C[j])
-		r = p > 0 ? m / p : 0
-		g = (C[j] == 1) ? "-" : (r >= 3 ? "met" : "missed")
-		printf "| %s | %s | %.0f | %.0f | %.2f | %s |\n", (S[i] >= 1024 ? S[i] / 1024 " KiB" : S[i]), C[j], p, m, r, g
+		r = ratios("mailplex", S[i], C[j])
+		split(r, rr, " ")
+		g = (C[j] == 1) ? "-" : (rr[1] >= 3 ? "met" : "missed")
+		sz = (S[i] >= 1024 ? S[i] / 1024 " KiB" : S[i])
+		if (base != "")
+			printf "| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s |\n", sz, C[j], p,
+			    median("mailplex-base" SUBSEP S[i] SUBSEP C[j]), m, ratios("mailplex-base", S[i], C[j]), r, g
+		else
+			printf "| %s | %s | %.0f | %.0f | %s | %s |\n", sz, C[j], p, m, r, g
 	}
 }' "$W/raw"

@@ -9,14 +9,16 @@ MANPAGES += man/mailplex-proxy.8
 QUEUE_SRCS := relay/queue_runner.c relay/queue_conn.c relay/queue_control.c \
               relay/queue_reply.c relay/queue_state.c relay/queue_dsn.c relay/queue_body.c
 NOINST_PROGRAMS += mailplex-queue
-mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c
+mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c relay/spool_fsync.c
+mailplex-queue_LIBS := -pthread
 
 # mailplex-smtpd: the master, the inbound SMTP receivers and the spool, with the queue
 # runner above (the master forks it as one more child).
 SMTPD_SRCS := relay/smtpd_session.c relay/smtpd_listen.c relay/smtpd_control.c \
-              relay/smtpd_verify.c relay/smtp_cmd.c relay/spool.c
+              relay/smtpd_verify.c relay/smtp_cmd.c relay/spool.c relay/spool_fsync.c
 PROGRAMS += mailplex-smtpd
 mailplex-smtpd_SRCS = relay/smtpd_main.c $(SMTPD_SRCS) $(QUEUE_SRCS)
+mailplex-smtpd_LIBS := -pthread
 MANPAGES += man/mailplex-smtpd.8
 # mailplex-relay: the node agent (joins the directors' pool, heartbeats, DR setup).
 PROGRAMS += mailplex-relay

@@ -14,21 +14,34 @@ queue_body_init(struct queue_body_enc *e)
 	e->cr = 0;
 }
 
+/* A line at a time: the bytes up to its LF are copied in one go (byte-wise, this loop cost
+ * the runner more CPU than anything else for 100 KiB messages). */
 size_t
 queue_body_encode(struct queue_body_enc *e, const char *in, size_t len, char *out)
 {
-	size_t i, o = 0;
+	const char *lf;
+	size_t i = 0, o = 0, n;
 
-	for (i = 0; i < len; i++) {
-		char b = in[i];
-
-		if (e->bol && b == '.')
+	while (i < len) {
+		if (e->bol && in[i] == '.')
 			out[o++] = '.';
-		if (b == '\n' && !e->cr)
+		lf = memchr(in + i, '\n', len - i);
+		n = lf != NULL ? (size_t)(lf - (in + i)) : len - i;
+		if (n > 0) {
+			memcpy(out + o, in + i, n);
+			o += n;
+			i += n;
+			e->cr = in[i - 1] == '\r';
+			e->bol = 0;
+		}
+		if (lf == NULL)
+			break;
+		if (!e->cr)
 			out[o++] = '\r';
-		out[o++] = b;
-		e->cr = b == '\r';
-		e->bol = b == '\n';
+		out[o++] = '\n';
+		i++;
+		e->cr = 0;
+		e->bol = 1;
 	}
 	return o;
 }

@@ -1,8 +1,9 @@
 /*
  * The queue runner's LMTP/SMTP client: one connection per struct queue_conn, an explicit
  * state machine (connect, greeting, LHLO/EHLO, optional STARTTLS, then transactions:
- * RSET, MAIL, RCPT..., DATA, the dot-stuffed body, one reply per accepted recipient for
- * LMTP (RFC 2033 4.2) or one for SMTP), connection reuse and the per-back-end limit.
+ * RSET if the last one may be open, MAIL, RCPT..., DATA, the dot-stuffed body, one reply
+ * per accepted recipient for LMTP (RFC 2033 4.2) or one for SMTP), connection reuse and
+ * the per-back-end limit.
  * Every wait has a timer; nothing blocks except reading the queue file from local disk.
  */
 #include <errno.h>
@@ -293,13 +294,19 @@ conn_body_fill(struct queue_conn *c)
 	return 0;
 }
 
+/*
+ * tx_open: the transaction may still be open on the back end (recipients refused, DATA
+ * refused), so the next one starts with RSET. After the reply(ies) to the final dot it is
+ * complete (RFC 5321 4.1.1.4, RFC 2033 4.2) and the next MAIL follows at once: one round
+ * trip less per message on a reused connection.
+ */
 static void
-job_finish(struct queue_ctx *ctx, struct queue_conn *c)
+job_finish(struct queue_ctx *ctx, struct queue_conn *c, int tx_open)
 {
 	struct queue_job *job = c->job;
 
 	c->job = NULL;
-	c->used = 1;
+	c->used = tx_open;
 	queue_job_done(ctx, job);
 	conn_ready(ctx, c);
 }
@@ -464,7 +471,7 @@ conn_on_reply(struct queue_ctx *ctx, struct queue_conn *c)
 		}
 		for (i = 0; i < job->n; i++)
 			job_decide(job, i, r);
-		job_finish(ctx, c);
+		job_finish(ctx, c, 1);
 		return;
 	case QC_RCPT:
 		if (cls == 2) {
@@ -476,7 +483,7 @@ conn_on_reply(struct queue_ctx *ctx, struct queue_conn *c)
 		if (++c->rcpt_pos < job->n) {
 			conn_send_rcpt(c);
 		} else if (c->naccepted == 0) {
-			job_finish(ctx, c);
+			job_finish(ctx, c, 1);
 		} else if (conn_send(c, "DATA") == 0) {
 			conn_set_state(c, QC_DATA);
 		}
@@ -490,7 +497,7 @@ conn_on_reply(struct queue_ctx *ctx, struct queue_conn *c)
 		for (i = 0; i < job->n; i++)
 			if (job->accepted[i])
 				job_decide(job, i, r);
-		job_finish(ctx, c);
+		job_finish(ctx, c, 1);
 		return;
 	case QC_DOT:
 		if (c->be->proto == MAP_PROTO_LMTP) {
@@ -507,7 +514,7 @@ conn_on_reply(struct queue_ctx *ctx, struct queue_conn *c)
 				if (job->accepted[i])
 					job_decide(job, i, r);
 		}
-		job_finish(ctx, c);
+		job_finish(ctx, c, 0);
 		return;
 	case QC_IDLE:
 	case QC_QUIT:

@@ -107,10 +107,27 @@ fsync_dir(const char *dir)
 	return r;
 }
 
+static int
+queue_qids_add(struct queue_qids *q, const char *qid)
+{
+	char(*nv)[SPOOL_QID_MAX + 1];
+	size_t ncap;
+
+	if (q->n == q->cap) {
+		ncap = q->cap == 0 ? 16 : q->cap * 2;
+		if ((nv = realloc(q->v, ncap * sizeof(*nv))) == NULL)
+			return -1;
+		q->v = nv;
+		q->cap = ncap;
+	}
+	str_copy(q->v[q->n++], sizeof(q->v[0]), qid);
+	return 0;
+}
+
 /*
  * queue/QID goes first and durably: if a crash left the state log without the message,
  * nothing is lost; the other way round, the message would be delivered again. The fsync
- * of queue/ is shared by every removal of one loop iteration (queue_removals_sync, before
+ * of queue/ is shared by every removal made before it starts (queue_removals_sync, before
  * the loop sleeps): with many deliveries finishing together one fsync covers them all.
  */
 static void
@@ -121,33 +138,89 @@ msg_remove_files(struct queue_ctx *ctx, struct queue_msg *m)
 	if (str_format(path, sizeof(path), "%s/%s", ctx->queue_dir, m->qid) == 0 &&
 	    unlink(path) == -1 && errno != ENOENT)
 		log_warn("%s: unlink %s", m->qid, path);
-	m->unlink_log = m->has_log;
+	/* Should this fail, the log stays: queue_scan removes it at the next start. */
+	if (m->has_log && queue_qids_add(&ctx->rm_wait, m->qid) == -1)
+		log_warnx("%s: out of memory: state log left until the next start", m->qid);
 	ctx->removals++;
 }
 
-/* before_sleep: one fsync of queue/ for this iteration's removals, then their state logs. */
+/* The fsync of queue/ is back: the state logs of the removals it covered can go. */
+static void
+queue_removals_synced(struct queue_ctx *ctx)
+{
+	char path[4200];
+	size_t i;
+
+	ctx->rm_syncing = 0;
+	if (ctx->rm_job.error != 0) {
+		errno = ctx->rm_job.error;
+		log_warn("queue: fsync %s", ctx->queue_dir);
+	}
+	/* Without the fsync the logs stay: queue_scan removes them at the next start. */
+	for (i = 0; ctx->rm_job.error == 0 && i < ctx->rm_sync.n; i++) {
+		const char *qid = ctx->rm_sync.v[i];
+
+		if (str_format(path, sizeof(path), "%s/%s", ctx->state_dir, qid) == 0 &&
+		    unlink(path) == -1 && errno != ENOENT)
+			log_warn("%s: unlink %s", qid, path);
+	}
+	ctx->rm_sync.n = 0;
+}
+
+/* before_sleep: one fsync of queue/ for the removals so far, unless one is out already. */
 static void
 queue_removals_sync(struct queue_ctx *ctx)
 {
-	struct queue_msg *m;
-	char path[4200];
-	int synced;
+	struct queue_qids t;
 
-	if (ctx->removals == 0)
-		return;
+	if (ctx->removals == 0 || ctx->rm_syncing)
+		return; /* the next starts once the one out is back */
 	ctx->removals = 0;
-	synced = fsync_dir(ctx->queue_dir) == 0;
-	if (!synced)
-		log_warn("queue: fsync %s", ctx->queue_dir);
-	for (m = ctx->msgs; m != NULL; m = m->next) {
-		if (!m->unlink_log)
-			continue;
-		m->unlink_log = 0;
-		/* Without the fsync the log stays: queue_scan removes it at the next start. */
-		if (synced && str_format(path, sizeof(path), "%s/%s", ctx->state_dir, m->qid) == 0 &&
-		    unlink(path) == -1 && errno != ENOENT)
-			log_warn("%s: unlink %s", m->qid, path);
+	t = ctx->rm_sync; /* empty: its buffer is reused */
+	ctx->rm_sync = ctx->rm_wait;
+	ctx->rm_wait = t;
+	ctx->rm_syncing = 1;
+	ctx->rm_job.fd = spool_queue_fd(ctx->spool);
+	ctx->rm_job.arg = ctx;
+	if (ctx->fsync == NULL || spool_fsync_submit(ctx->fsync, &ctx->rm_job) == -1) {
+		/* Blocking on the loop: only without the thread (it could not start). */
+		ctx->rm_job.error = fsync(ctx->rm_job.fd) == -1 ? errno : 0;
+		queue_removals_synced(ctx);
 	}
+}
+
+static void
+queue_fsync_io(struct ev_loop *loop, int fd, int events, void *arg)
+{
+	struct queue_ctx *ctx = arg;
+
+	(void)loop;
+	(void)fd;
+	(void)events;
+	/* rm_job is the only job: the removals made meanwhile start the next before sleep. */
+	if (spool_fsync_done(ctx->fsync) != NULL)
+		queue_removals_synced(ctx);
+}
+
+/* Shutdown: the fsync out comes back, and the removals since get theirs on the loop. */
+static void
+queue_removals_stop(struct queue_ctx *ctx)
+{
+	if (ctx->fsync != NULL) {
+		if (ctx->rm_syncing) {
+			spool_fsync_wait(ctx->fsync);
+			(void)spool_fsync_done(ctx->fsync);
+			queue_removals_synced(ctx);
+		}
+		(void)ev_io_del(ctx->loop, spool_fsync_eventfd(ctx->fsync));
+		spool_fsync_free(ctx->fsync);
+		ctx->fsync = NULL;
+	}
+	queue_removals_sync(ctx);
+	free(ctx->rm_wait.v);
+	free(ctx->rm_sync.v);
+	memset(&ctx->rm_wait, 0, sizeof(ctx->rm_wait));
+	memset(&ctx->rm_sync, 0, sizeof(ctx->rm_sync));
 }
 
 void
@@ -1059,6 +1132,15 @@ queue_setup(struct queue_ctx *ctx)
 		log_warnx("queue: control socket %s: %s", sc->queue_control, err);
 		return -1;
 	}
+	/* Threads only after the fork (the master forks the runner): one for queue/'s fsync. */
+	if ((ctx->fsync = spool_fsync_new(1, err, sizeof(err))) == NULL ||
+	    ev_io_set(ctx->loop, spool_fsync_eventfd(ctx->fsync), EV_READ, queue_fsync_io, ctx) ==
+	        -1) {
+		log_warnx("queue: fsync thread: %s: removals are fsynced on the loop",
+		          ctx->fsync == NULL ? err : strerror(errno));
+		spool_fsync_free(ctx->fsync);
+		ctx->fsync = NULL;
+	}
 	if (ev_signal_add(ctx->loop, SIGTERM, queue_on_signal, ctx) == -1 ||
 	    ev_signal_add(ctx->loop, SIGINT, queue_on_signal, ctx) == -1 ||
 	    ev_signal_add(ctx->loop, SIGHUP, queue_on_signal, ctx) == -1 ||
@@ -1099,10 +1181,14 @@ queue_runner_main(const struct mailplex_conf *conf, const char *conf_path)
 		rc = ev_run(ctx.loop) == 0 ? 0 : 1;
 		queue_backend_close_all(&ctx);
 		queue_conn_reap(&ctx);
+		queue_removals_stop(&ctx);
 		log_info("queue: runner stopped");
 	}
 	if (ctx.control != NULL)
 		control_server_free(ctx.control);
+	spool_fsync_free(ctx.fsync); /* set up, but the loop never ran */
+	free(ctx.rm_wait.v);
+	free(ctx.rm_sync.v);
 	while ((m = ctx.msgs) != NULL) {
 		ctx.msgs = m->next;
 		msg_free(m);

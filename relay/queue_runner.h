@@ -23,6 +23,7 @@
 #include "queue_state.h"
 #include "sock.h"
 #include "spool.h"
+#include "spool_fsync.h"
 
 #define QUEUE_TICK_MS         1000  /* due messages are looked for this often */
 #define QUEUE_SCAN_MS         60000 /* full scan of queue/ besides inotify */
@@ -35,6 +36,12 @@
 
 struct queue_ctx;
 struct queue_backend;
+
+/* Queue ids whose state log goes once the removal of their queue file is durable. */
+struct queue_qids {
+	char (*v)[SPOOL_QID_MAX + 1];
+	size_t n, cap;
+};
 
 /* Per recipient, what the runner knows beyond the log: where it was last sent. */
 struct queue_rcpt_route {
@@ -57,7 +64,6 @@ struct queue_msg {
 	int removed;       /* files gone; freed before the loop sleeps, so that no
 	                      walk of the list meets a freed message */
 	int has_log;       /* state/QID exists (created by the first record) */
-	int unlink_log;    /* queue/QID unlinked: state/QID goes after queue/'s fsync */
 	uint64_t attempt_start_ms;
 	uint64_t attempt_map_version; /* the map the running attempt was routed with */
 };
@@ -105,7 +111,7 @@ struct queue_conn {
 	struct queue_reply reply;
 	struct ev_timer timer;
 	unsigned int ext; /* QUEUE_EXT_* of the LHLO/EHLO reply */
-	int used;         /* a transaction ran: RSET before the next */
+	int used;         /* a transaction may be open: RSET before the next */
 	struct queue_job *job;
 	size_t rcpt_pos;           /* RCPT sent for job->idx[rcpt_pos] */
 	size_t naccepted, dot_pos; /* LMTP: accepted recipients, replies read after DATA */
@@ -142,7 +148,15 @@ struct queue_ctx {
 	struct ev_timer scan;
 	struct queue_msg *msgs;
 	unsigned int nactive;
-	int removals; /* queue/ files unlinked since queue/ was last fsynced */
+	int removals; /* queue/ files unlinked since the last fsync of queue/ started */
+	/*
+	 * That fsync runs on a thread (spool_fsync.h) so that deliveries go on meanwhile; one
+	 * at a time. rm_wait: state logs for the next one, rm_sync: for the one out.
+	 */
+	struct spool_fsync *fsync; /* NULL: on the loop */
+	struct spool_fsync_job rm_job;
+	int rm_syncing;
+	struct queue_qids rm_wait, rm_sync;
 	struct queue_backend *backends;
 	struct queue_conn *dead; /* closed connections, freed before the loop sleeps */
 	SSL_CTX *tls_client;

@@ -329,19 +329,42 @@ smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode)
 	d->state = SMTP_DS_BOL;
 }
 
+/* The bytes before the first CR or LF: in the middle of a line they pass unchanged. */
+static size_t
+smtp_data_span(const uint8_t *p, size_t n)
+{
+	const uint8_t *cr = memchr(p, '\r', n), *lf;
+
+	if (cr != NULL)
+		n = (size_t)(cr - p);
+	lf = memchr(p, '\n', n);
+	return lf != NULL ? (size_t)(lf - p) : n;
+}
+
 /*
- * One transition per input byte. CR and LF are legal only as the pair CR LF; a lone
- * one anywhere (also in "\n.\r\n" or "\r\n.\n") ends the message as BARE, so no reading of
- * the stream can find an end of data that another MTA would not find (CVE-2023-51764).
+ * One transition per input byte, except that the middle of a line is copied in one go up
+ * to its CR or LF (most of a body: byte-wise it cost more CPU than anything else for
+ * 100 KiB messages). CR and LF are legal only as the pair CR LF; a lone one anywhere (also
+ * in "\n.\r\n" or "\r\n.\n") ends the message as BARE, so no reading of the stream can find
+ * an end of data that another MTA would not find (CVE-2023-51764).
  */
 size_t
 smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len, uint8_t *out, size_t *produced)
 {
-	size_t i, o = 0;
+	size_t i, o = 0, n;
 
 	for (i = 0; i < len; i++) {
-		uint8_t c = in[i];
+		uint8_t c;
 
+		if (d->state == SMTP_DS_MID) {
+			n = smtp_data_span(in + i, len - i);
+			memcpy(out + o, in + i, n);
+			o += n;
+			i += n;
+			if (i == len)
+				break;
+		}
+		c = in[i];
 		switch (d->state) {
 		case SMTP_DS_BOL:
 			if (c == '.' && d->mode == SMTP_DATA_DOT) {

@@ -22,10 +22,16 @@
 #include "smtp_cmd.h"
 #include "sock.h"
 #include "spool.h"
+#include "spool_fsync.h"
 
 #define SMTPD_HOSTNAME_MAX  255
 #define SMTPD_LINEBUF_BYTES (16 * 1024) /* command lines and DATA pass through it */
 #define SMTPD_OUT_MAX       (64 * 1024) /* replies held: stop reading a client past this */
+/*
+ * fsync threads per receiver: enough that the files of one group are fsynced together
+ * (the journal commits them at once); more only wait in the same commit.
+ */
+#define SMTPD_FSYNC_THREADS 4
 
 struct smtpd_listener {
 	int fd;
@@ -39,7 +45,7 @@ enum smtpd_state {
 	SS_BDAT,    /* BDAT: bdat_left raw bytes */
 	SS_DELAY,   /* an error reply is held for error_delay; input is not read */
 	SS_VERIFY,  /* RCPT waits for the back end's answer; input is buffered, not parsed */
-	SS_COMMIT,  /* the message is in queue/; its 250 waits for the group sync */
+	SS_COMMIT,  /* the message is complete; its 250 waits for its fsyncs (file, queue/) */
 	SS_CLOSING, /* the last reply goes out, then a lingering close */
 	SS_DEAD,
 	SS_NSTATES,
@@ -65,6 +71,7 @@ struct smtpd_tx {
 };
 
 struct smtpd_ctx;
+struct smtpd_commit;
 struct smtpd_verify;
 struct smtpd_verify_cache;
 
@@ -98,7 +105,9 @@ struct smtpd_session {
 	uint64_t bdat_left;
 	int bdat_last;
 	struct smtpd_tx tx;
-	struct smtpd_session *commit_next; /* SS_COMMIT: ctx->commits */
+	struct smtpd_commit *commit;       /* SS_COMMIT: the file's fsync is out */
+	struct smtpd_session *commit_next; /* SS_COMMIT, renamed: ctx->names_wait or names_sync */
+	int commit_list;                   /* which of the two lists holds it (0: none) */
 	struct smtpd_verify *verify;       /* SS_VERIFY: the check in flight */
 	size_t verify_before;              /* tx->nrcpt before the recipient being verified */
 	char verify_addr[MAP_ADDR_MAX + 1];
@@ -123,8 +132,19 @@ struct smtpd_ctx {
 	uint64_t accepted; /* messages acknowledged with 250 */
 	struct ipcount ips;
 	struct smtpd_verify_cache *verify_cache;
-	struct smtpd_session *commits; /* SS_COMMIT sessions: one queue/ fsync for all */
-	struct ev_timer commit_timer;  /* more commits came while answering the last ones */
+	/*
+	 * Group commit, pipelined: each finished message's file is fsynced by the pool; once
+	 * back, it is renamed into queue/ and waits in names_wait. One fsync of queue/ at a
+	 * time covers every name renamed before it started (names_sync); the next one starts
+	 * as soon as it is back, for whatever gathered meanwhile.
+	 */
+	struct spool_fsync *fsync;
+	struct spool_fsync_job queue_job; /* the fsync of queue/ */
+	struct spool_fsync_job tmp_job;   /* and of tmp/, best effort (spool_tmp_fd) */
+	int queue_syncing;                /* of the two, how many are out */
+	struct smtpd_session *names_wait, *names_sync;
+	struct spool_fsync_job *inline_done; /* fsynced on the loop (pool full): answered soon */
+	struct ev_timer commit_timer;        /* runs inline_done */
 	struct ev_timer accept_timer;
 	int accept_paused;
 	uint8_t rbuf[SMTPD_LINEBUF_BYTES]; /* one read buffer per worker */
@@ -132,8 +152,10 @@ struct smtpd_ctx {
 };
 
 /* smtpd_session.c */
-/* Before the loop sleeps: one fsync of queue/, then every waiting 250 (group commit). */
-void smtpd_commit_flush(struct ev_loop *loop, void *arg);
+/* The pool's eventfd is readable: finished fsyncs move their messages on (group commit). */
+void smtpd_commit_io(struct ev_loop *loop, int fd, int events, void *arg);
+/* Shutdown: waits for the fsyncs out and answers their messages (bounded rounds). */
+void smtpd_commit_drain(struct smtpd_ctx *ctx);
 void smtpd_session_new(struct smtpd_ctx *ctx, int fd, const struct sockaddr_storage *peer);
 void smtpd_session_close(struct smtpd_session *s, const char *reason);
 void smtpd_session_free(struct smtpd_session *s);

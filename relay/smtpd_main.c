@@ -282,8 +282,12 @@ static void __attribute__((noreturn)) worker_run(struct smtpd_master *m, size_t 
 	else
 		map_set_check_interval(ctx.map, ctx.conf->map.reload_check_ms);
 	ev_timer_init(&ctx.commit_timer);
-	if (ev_before_sleep(ctx.loop, smtpd_commit_flush, &ctx) == -1)
-		fatal("ev_before_sleep");
+	/* Threads only after the fork: a child of a threaded process inherits just one. */
+	if ((ctx.fsync = spool_fsync_new(SMTPD_FSYNC_THREADS, err, sizeof(err))) == NULL)
+		fatalx("worker %zu: %s", idx, err);
+	if (ev_io_set(ctx.loop, spool_fsync_eventfd(ctx.fsync), EV_READ, smtpd_commit_io, &ctx) ==
+	    -1)
+		fatal("ev_io_set");
 	if (ev_signal_add(ctx.loop, SIGTERM, worker_signal, &ctx) == -1 ||
 	    ev_signal_add(ctx.loop, SIGINT, worker_signal, &ctx) == -1 ||
 	    ev_signal_add(ctx.loop, SIGHUP, worker_signal, &ctx) == -1)
@@ -293,13 +297,16 @@ static void __attribute__((noreturn)) worker_run(struct smtpd_master *m, size_t 
 	log_debug("worker %zu: running", idx);
 	if (ev_run(ctx.loop) == -1)
 		log_warn("worker %zu: event loop", idx);
-	/* Answer what is published, then close; unacknowledged messages' tmp files go. */
-	smtpd_commit_flush(ctx.loop, &ctx);
-	ev_timer_stop(ctx.loop, &ctx.commit_timer);
+	/* Answer what is on its way to disk, then close; unacknowledged messages' tmp files go. */
+	smtpd_commit_drain(&ctx);
 	while (ctx.sessions != NULL) {
 		smtpd_session_close(ctx.sessions, "shutdown");
 		smtpd_session_free(ctx.sessions);
 	}
+	smtpd_commit_drain(&ctx); /* files of the sessions just closed: removed */
+	ev_timer_stop(ctx.loop, &ctx.commit_timer);
+	(void)ev_io_del(ctx.loop, spool_fsync_eventfd(ctx.fsync));
+	spool_fsync_free(ctx.fsync);
 	smtpd_control_stop(&ctx);
 	if (ctx.map != NULL)
 		map_close(ctx.map);

@@ -41,6 +41,7 @@ static void smtpd_io(struct ev_loop *loop, int fd, int events, void *arg);
 static void smtpd_timer(struct ev_loop *loop, void *arg);
 static void smtpd_process(struct smtpd_session *s);
 static void smtpd_run(struct smtpd_session *s, int events);
+static void smtpd_commit_timer(struct ev_loop *loop, void *arg);
 
 /* The only place a session changes state; each state owns its timeout. */
 static void
@@ -540,112 +541,260 @@ smtpd_log_accept(struct smtpd_session *s)
 	         tx->nrcpt, list, s->tls ? "yes" : "no");
 }
 
+/* ---- group commit ---- */
+
+#define SMTPD_NAMES_WAIT   1 /* commit_list: renamed, waits for the next fsync of queue/ */
+#define SMTPD_NAMES_SYNC   2 /* renamed before the fsync of queue/ that is out */
+#define SMTPD_DRAIN_ROUNDS 16
+
+/* A finished message's file while its fsync is out; the pool holds job until it is back. */
+struct smtpd_commit {
+	struct spool_fsync_job job;
+	struct spool_writer *writer;
+	struct smtpd_session *s; /* NULL once the session is gone: the file is then removed */
+};
+
+static void
+smtpd_commit_fail(struct smtpd_session *s, int tempfail)
+{
+	smtpd_reply(s, tempfail ? "452 4.3.1 Insufficient system storage"
+	                        : "451 4.3.0 Local error in processing");
+}
+
+/* Lends job to the pool; when the pool is full, fsyncs here and hands it back soon. */
+static void
+smtpd_commit_submit(struct smtpd_ctx *ctx, struct spool_fsync_job *job)
+{
+	if (spool_fsync_submit(ctx->fsync, job) == 0)
+		return;
+	/* Blocking on the loop, rarely: SPOOL_FSYNC_QUEUE_MAX fsyncs are out already. */
+	job->error = fsync(job->fd) == -1 ? errno : 0;
+	job->next = ctx->inline_done;
+	ctx->inline_done = job;
+	if (!ev_timer_active(&ctx->commit_timer) &&
+	    ev_timer_start(ctx->loop, &ctx->commit_timer, 0, smtpd_commit_timer, ctx) == -1)
+		log_warnx("commit: cannot arm the timer");
+}
+
+/* Every name renamed so far gets one fsync of queue/, unless one is out already. */
+static void
+smtpd_queue_sync_start(struct smtpd_ctx *ctx)
+{
+	struct smtpd_session *s;
+
+	if (ctx->queue_syncing || ctx->names_wait == NULL)
+		return;
+	ctx->names_sync = ctx->names_wait;
+	ctx->names_wait = NULL;
+	for (s = ctx->names_sync; s != NULL; s = s->commit_next)
+		s->commit_list = SMTPD_NAMES_SYNC;
+	ctx->queue_syncing = 2;
+	ctx->queue_job.fd = spool_queue_fd(ctx->spool);
+	ctx->queue_job.arg = NULL;
+	ctx->tmp_job.fd = spool_tmp_fd(ctx->spool);
+	ctx->tmp_job.arg = NULL;
+	smtpd_commit_submit(ctx, &ctx->queue_job);
+	smtpd_commit_submit(ctx, &ctx->tmp_job);
+}
+
 /*
- * The end of DATA or BDAT LAST. The message is written and its write-out started here; its
- * 250 waits in SS_COMMIT for smtpd_commit_flush, which fsyncs and renames every message
- * finished in this loop iteration and then makes queue/ durable once for all of them.
+ * The end of DATA or BDAT LAST, with nothing refused. The bytes go to the file and its
+ * fsync to the pool; the 250 waits in SS_COMMIT for that fsync, the rename and the fsync
+ * of queue/ that follows it. 0, or -1 with the error answered (the caller resets tx).
  */
+static int
+smtpd_commit_start(struct smtpd_session *s)
+{
+	struct smtpd_tx *tx = &s->tx;
+	struct smtpd_commit *c;
+	char err[512];
+	int tf = 0, fd;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warnx("session %llu: qid=%s commit: out of memory", (unsigned long long)s->id,
+		          tx->qid);
+		smtpd_commit_fail(s, 0);
+		return -1;
+	}
+	if ((fd = spool_writer_finish(tx->writer, &tf, err, sizeof(err))) == -1) {
+		tx->writer = NULL; /* finish freed it */
+		free(c);
+		log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id, tx->qid,
+		          err);
+		smtpd_commit_fail(s, tf);
+		return -1;
+	}
+	c->writer = tx->writer;
+	tx->writer = NULL;
+	c->s = s;
+	c->job.fd = fd;
+	c->job.arg = c;
+	s->commit = c;
+	smtpd_set_state(s, SS_COMMIT);
+	smtpd_commit_submit(s->ctx, &c->job);
+	return 0;
+}
+
 static void
 smtpd_tx_finish(struct smtpd_session *s)
 {
 	struct smtpd_tx *tx = &s->tx;
-	char err[512];
-	int tf;
 
 	if (tx->too_big) {
 		smtpd_reply(s, "552 5.3.4 Message size exceeds the limit of %llu bytes",
 		            (unsigned long long)s->ctx->conf->smtpd.max_message_size);
 	} else if (tx->failed) {
-		smtpd_reply(s, tx->tempfail ? "452 4.3.1 Insufficient system storage"
-		                            : "451 4.3.0 Local error in processing");
-	} else {
-		/*
-		 * The file is written and its write-out started; the fsync, the rename and the
-		 * fsync of queue/ happen for the whole group in smtpd_commit_flush, before the
-		 * loop sleeps. The 250 waits for all three.
-		 */
-		tf = 0;
-		if (spool_writer_stage(tx->writer, &tf, err, sizeof(err)) == -1) {
-			tx->writer = NULL;
-			log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id,
-			          tx->qid, err);
-			smtpd_reply(s, tf ? "452 4.3.1 Insufficient system storage"
-			                  : "451 4.3.0 Local error in processing");
-		} else {
-			s->commit_next = s->ctx->commits;
-			s->ctx->commits = s;
-			smtpd_set_state(s, SS_COMMIT);
-			return; /* the transaction stays for the publish and the log line */
-		}
+		smtpd_commit_fail(s, tx->tempfail);
+	} else if (smtpd_commit_start(s) == 0) {
+		return; /* the transaction stays for the log line */
 	}
 	smtpd_tx_reset(s);
+}
+
+/* The message is answered: the session reads its next command (maybe pipelined already). */
+static void
+smtpd_commit_answered(struct smtpd_session *s)
+{
+	smtpd_tx_reset(s);
+	smtpd_set_state(s, SS_CMD);
+	smtpd_run(s, EV_READ); /* may free s, may start another commit */
+}
+
+/* A file's fsync is back: rename it into queue/, where it waits for the fsync of queue/. */
+static void
+smtpd_commit_file_done(struct smtpd_ctx *ctx, struct smtpd_commit *c)
+{
+	struct smtpd_session *s = c->s;
+	char err[512];
+	int tf;
+
+	if (s == NULL) { /* the session ended meanwhile: never renamed, never answered */
+		spool_writer_abort(c->writer);
+		free(c);
+		return;
+	}
+	s->commit = NULL;
+	if (spool_writer_synced(c->writer, c->job.error, &tf, err, sizeof(err)) == -1) {
+		free(c); /* synced freed the writer */
+		log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id, s->tx.qid,
+		          err);
+		smtpd_commit_fail(s, tf);
+		smtpd_commit_answered(s);
+		return;
+	}
+	free(c);
+	s->commit_next = ctx->names_wait;
+	s->commit_list = SMTPD_NAMES_WAIT;
+	ctx->names_wait = s;
+}
+
+/* The fsyncs of queue/ and tmp/ are back: every name renamed before they started is answered. */
+static void
+smtpd_commit_queue_done(struct smtpd_ctx *ctx)
+{
+	struct smtpd_session *s, *next;
+	char err[512];
+	int tf = 0, ok;
+
+	/* tmp/'s result is not looked at: best effort, as in spool_sync_queue */
+	ok = spool_queue_synced(ctx->spool, ctx->queue_job.error, &tf, err, sizeof(err)) == 0;
+	if (!ok)
+		log_warnx("spool: %s: the messages waiting for it are not acknowledged", err);
+	s = ctx->names_sync;
+	ctx->names_sync = NULL;
+	for (; s != NULL; s = next) {
+		next = s->commit_next;
+		s->commit_next = NULL;
+		s->commit_list = 0;
+		if (ok) {
+			ctx->accepted++;
+			smtpd_log_accept(s);
+			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->tx.qid);
+		} else {
+			smtpd_commit_fail(s, tf);
+		}
+		smtpd_commit_answered(s);
+	}
+}
+
+/* Moves every finished job's message on, then starts the next fsync of queue/ if due. */
+static void
+smtpd_commit_run(struct smtpd_ctx *ctx, struct spool_fsync_job *list)
+{
+	struct spool_fsync_job *j, *next;
+	int queue_done = 0;
+
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		if (j == &ctx->queue_job || j == &ctx->tmp_job)
+			queue_done = --ctx->queue_syncing == 0;
+		else
+			smtpd_commit_file_done(ctx, j->arg);
+	}
+	/* After the files: a name renamed just now was not covered by it, and waits. */
+	if (queue_done)
+		smtpd_commit_queue_done(ctx);
+	smtpd_queue_sync_start(ctx);
 }
 
 static void
 smtpd_commit_timer(struct ev_loop *loop, void *arg)
 {
-	smtpd_commit_flush(loop, arg);
+	struct smtpd_ctx *ctx = arg;
+	struct spool_fsync_job *list = ctx->inline_done;
+
+	ctx->inline_done = NULL;
+	smtpd_commit_run(ctx, list);
 }
 
 void
-smtpd_commit_flush(struct ev_loop *loop, void *arg)
+smtpd_commit_io(struct ev_loop *loop, int fd, int events, void *arg)
 {
 	struct smtpd_ctx *ctx = arg;
-	struct smtpd_session *s, *next;
-	char err[512];
-	int tf, ok;
-	size_t published;
 
-	if (ctx->commits == NULL)
+	smtpd_commit_run(ctx, spool_fsync_done(ctx->fsync));
+}
+
+void
+smtpd_commit_drain(struct smtpd_ctx *ctx)
+{
+	int round;
+
+	for (round = 0; round < SMTPD_DRAIN_ROUNDS; round++) {
+		if (spool_fsync_pending(ctx->fsync) == 0 && ctx->inline_done == NULL)
+			break;
+		spool_fsync_wait(ctx->fsync);
+		smtpd_commit_timer(ctx->loop, ctx);
+		smtpd_commit_run(ctx, spool_fsync_done(ctx->fsync));
+	}
+}
+
+/* A session in SS_COMMIT ends: its file is removed later, or its queued name stays. */
+static void
+smtpd_commit_forget(struct smtpd_session *s)
+{
+	struct smtpd_ctx *ctx = s->ctx;
+	struct smtpd_session **pp;
+
+	if (s->commit != NULL) {
+		s->commit->s = NULL; /* the pool still has its job */
+		s->commit = NULL;
 		return;
-	/*
-	 * Blocking fsyncs on the loop, on purpose: every waiting 250 depends on them. Each file
-	 * is fsynced and renamed into queue/ (their write-out was started when each message
-	 * ended, so the file system commits them together), then one fsync of queue/ makes
-	 * every new name durable.
-	 */
-	published = 0;
-	for (s = ctx->commits; s != NULL; s = s->commit_next) {
-		tf = 0;
-		if (spool_writer_publish(s->tx.writer, &tf, err, sizeof(err)) == -1) {
-			log_warnx("session %llu: qid=%s commit: %s", (unsigned long long)s->id,
-			          s->tx.qid, err);
-			s->tx.failed = 1;
-			s->tx.tempfail = tf;
-		} else {
-			published++;
+	}
+	if (s->commit_list == 0)
+		return;
+	pp = s->commit_list == SMTPD_NAMES_WAIT ? &ctx->names_wait : &ctx->names_sync;
+	for (; *pp != NULL; pp = &(*pp)->commit_next)
+		if (*pp == s) {
+			*pp = s->commit_next;
+			break;
 		}
-		s->tx.writer = NULL; /* publish freed it either way */
-	}
-	ok = 1;
-	if (published > 0 && spool_sync_queue(ctx->spool, &tf, err, sizeof(err)) == -1) {
-		ok = 0;
-		log_warnx("spool: %s: the messages waiting for it are not acknowledged", err);
-	}
-	s = ctx->commits;
-	ctx->commits = NULL;
-	for (; s != NULL; s = next) {
-		next = s->commit_next;
-		s->commit_next = NULL;
-		if (s->tx.failed) {
-			smtpd_reply(s, s->tx.tempfail ? "452 4.3.1 Insufficient system storage"
-			                              : "451 4.3.0 Local error in processing");
-		} else if (ok) {
-			ctx->accepted++;
-			smtpd_log_accept(s);
-			smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->tx.qid);
-		} else {
-			smtpd_reply(s, tf ? "452 4.3.1 Insufficient system storage"
-			                  : "451 4.3.0 Local error in processing");
-		}
-		smtpd_tx_reset(s);
-		smtpd_set_state(s, SS_CMD);
-		smtpd_run(s, EV_READ); /* pipelined commands; may free s, may add commits */
-	}
-	/* Messages finished just now by pipelined input: answer them after the next sync,
-	 * soon, even if no other event wakes the loop. */
-	if (ctx->commits != NULL && !ev_timer_active(&ctx->commit_timer))
-		ev_timer_start(loop, &ctx->commit_timer, 0, smtpd_commit_timer, ctx);
+	s->commit_next = NULL;
+	s->commit_list = 0;
+	/* Already in queue/: it will be delivered, though the client never saw a 250. */
+	log_warnx("session %llu: qid=%s queued, but the session ended before its 250 (a retry "
+	          "by the client would be a duplicate)",
+	          (unsigned long long)s->id, s->tx.qid);
 }
 
 static void
@@ -1172,16 +1321,7 @@ smtpd_session_free(struct smtpd_session *s)
 	(void)ev_io_del(ctx->loop, s->fd);
 	smtpd_verify_cancel(s->verify);
 	s->verify = NULL;
-	{
-		struct smtpd_session **pp;
-
-		/* staged, never renamed into queue/: smtpd_tx_reset below removes the file */
-		for (pp = &ctx->commits; *pp != NULL; pp = &(*pp)->commit_next)
-			if (*pp == s) {
-				*pp = s->commit_next;
-				break;
-			}
-	}
+	smtpd_commit_forget(s);
 	smtpd_tx_reset(s);
 	if (s->ssl != NULL) {
 		tls_close_notify(s->ssl);

@@ -632,7 +632,11 @@ spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, ch
 		spool_writer_abort(w);
 		return NULL;
 	}
-	if (spool_write_all(w->fd, enc, enclen, tempfail, err, errlen) == -1) {
+	/* Usually the envelope, the headers and a small body then reach the file in one write. */
+	if (enclen <= sizeof(w->wbuf)) {
+		memcpy(w->wbuf, enc, enclen);
+		w->wlen = enclen;
+	} else if (spool_write_all(w->fd, enc, enclen, tempfail, err, errlen) == -1) {
 		free(enc);
 		spool_writer_abort(w);
 		return NULL;
@@ -675,22 +679,31 @@ spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *temp
 	return 0;
 }
 
+int
+spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+{
+	*tempfail = 0;
+	if (spool_writer_flush(w, tempfail, err, errlen) == -1) {
+		spool_writer_abort(w);
+		return -1;
+	}
+	return w->fd;
+}
+
 /*
  * The order is what makes a 250 safe: the file's data, then the rename, then queue/ (the
- * new name) - after that a crash cannot lose it. tmp/ is fsynced last only so that the
- * old name does not come back; spool_recover would remove it anyway.
+ * new name) - after that a crash cannot lose it. tmp/ is fsynced with queue/ so that the
+ * old name does not come back next to the new one (see spool_tmp_fd).
  */
 int
-spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err, size_t errlen)
 {
 	struct spool *sp = w->sp;
 
 	*tempfail = 0;
-	if (spool_writer_flush(w, tempfail, err, errlen) == -1)
-		goto fail;
-	if (fsync(w->fd) == -1) {
-		*tempfail = spool_errno_tempfail(errno);
-		err_set(err, errlen, "fsync %s/tmp/%s: %s", sp->dir, w->qid, strerror(errno));
+	if (sync_error != 0) {
+		*tempfail = spool_errno_tempfail(sync_error);
+		err_set(err, errlen, "fsync %s/tmp/%s: %s", sp->dir, w->qid, strerror(sync_error));
 		goto fail;
 	}
 	if (close(w->fd) == -1) {
@@ -713,30 +726,48 @@ fail:
 }
 
 int
-spool_writer_stage(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
+{
+	int fd;
+
+	if ((fd = spool_writer_finish(w, tempfail, err, errlen)) == -1)
+		return -1;
+	return spool_writer_synced(w, fsync(fd) == -1 ? errno : 0, tempfail, err, errlen);
+}
+
+int
+spool_queue_fd(const struct spool *sp)
+{
+	return sp->queuefd;
+}
+
+int
+spool_tmp_fd(const struct spool *sp)
+{
+	return sp->tmpfd;
+}
+
+int
+spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err, size_t errlen)
 {
 	*tempfail = 0;
-	if (spool_writer_flush(w, tempfail, err, errlen) == -1) {
-		spool_writer_abort(w);
+	if (sync_error != 0) {
+		/* The names may or may not be durable: never 250; the runner may still deliver
+		 * them (a duplicate at worst, never a loss). */
+		*tempfail = spool_errno_tempfail(sync_error);
+		err_set(err, errlen, "fsync %s/queue: %s", sp->dir, strerror(sync_error));
 		return -1;
 	}
-	/* Advisory: the fsync in spool_writer_publish is what makes it durable. */
-	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return 0;
 }
 
 int
 spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen)
 {
-	*tempfail = 0;
-	if (fsync(sp->queuefd) == -1) {
-		/* The names may or may not be durable: never 250; the runner may still deliver
-		 * them (a duplicate at worst, never a loss). */
-		*tempfail = spool_errno_tempfail(errno);
-		err_set(err, errlen, "fsync %s/queue: %s", sp->dir, strerror(errno));
+	if (spool_queue_synced(sp, fsync(sp->queuefd) == -1 ? errno : 0, tempfail, err, errlen) ==
+	    -1)
 		return -1;
-	}
-	(void)fsync(sp->tmpfd); /* best effort, see above */
+	(void)fsync(sp->tmpfd); /* best effort, see spool_tmp_fd */
 	return 0;
 }
 

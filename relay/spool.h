@@ -1,7 +1,7 @@
 /*
  * The durable spool of mailplex-smtpd: the receivers write messages into it, the queue
  * runner reads and delivers them. A message becomes visible to the runner only by rename()
- * into queue/ after the file and tmp/ are fsynced, and queue/ is fsynced before the 250:
+ * into queue/ after the file is fsynced, and queue/ is fsynced before the 250:
  * whatever was acknowledged survives kill -9 and a power cut. Nothing here talks to the
  * network or decides routing.
  *
@@ -72,9 +72,9 @@ int spool_recover(struct spool *sp, char *err, size_t errlen);
 int spool_recover_pid(struct spool *sp, pid_t pid, char *err, size_t errlen);
 
 /*
- * Receiving one message: writer_new creates tmp/QID and writes the envelope (env->qid is
- * filled in); body appends; commit fsyncs the file and tmp/, renames it into queue/ and
- * fsyncs queue/ - only then may the receiver answer 250. abort removes the temp file.
+ * Receiving one message: writer_new creates tmp/QID and buffers the envelope (env->qid is
+ * filled in); body appends; commit fsyncs the file, renames it into queue/ and fsyncs
+ * queue/ - only then may the receiver answer 250. abort removes the temp file.
  * A full disk (ENOSPC, EDQUOT) is reported with *tempfail = 1: the client gets a 452/451.
  */
 struct spool_writer *spool_writer_new(struct spool *sp, struct spool_envelope *env,
@@ -83,19 +83,32 @@ int spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *
                       char *err, size_t errlen);
 int spool_writer_commit(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
 /*
- * Group commit, the same in two halves: publish fsyncs one file and renames it into queue/
- * (w is gone either way); one spool_sync_queue then makes every name published before it
- * durable. A message may be answered 250 only after a successful sync that followed its
- * publish. (The runner may see a published file before the sync; a failed sync means no
- * 250, so at worst a duplicate, never a loss.)
+ * Group commit, the same in steps, for a caller that does its fsyncs elsewhere (threads,
+ * spool_fsync.h) and gathers many messages under one fsync of queue/:
+ *   spool_writer_finish writes the buffered bytes and returns the descriptor whose fsync
+ *     must succeed next (w keeps it open until synced); -1: w is gone.
+ *   spool_writer_synced takes that fsync's result (0 or errno) and on success closes the
+ *     file and renames it into queue/; w is gone either way.
+ *   an fsync of spool_queue_fd, started after the rename, makes the new name durable;
+ *     spool_queue_synced turns its result into the answer.
+ * A message may be answered 250 only after both of its fsyncs succeeded. (The runner may
+ * see a renamed file before the fsync of queue/; a failed one means no 250, so at worst a
+ * duplicate, never a loss.) spool_writer_publish is finish + fsync + synced in one call,
+ * spool_sync_queue the fsyncs of queue/ and tmp/ with the answer.
  */
-int spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+int spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+int spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err,
+                        size_t errlen);
+int spool_queue_fd(const struct spool *sp);
 /*
- * The message is complete: its buffered bytes go to the file and the kernel is asked to
- * start writing them out (no wait), so that the publishes of one group find their data on
- * its way and the file system commits them together. w stays; on failure (-1) it is gone.
+ * tmp/, fsynced together with queue/ before the 250, best effort: on a file system without
+ * a journal a crash could otherwise leave the old name next to the new one with one link,
+ * and spool_recover's removal of the old name would free the acknowledged message.
  */
-int spool_writer_stage(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
+int spool_tmp_fd(const struct spool *sp);
+int spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err,
+                       size_t errlen);
+int spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
 int spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen);
 void spool_writer_abort(struct spool_writer *w);
 

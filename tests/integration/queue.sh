@@ -395,7 +395,9 @@ check "list rcpt dave@ finds dave+x@" \
 	sh -c "$CTL queue list backend down rcpt dave@mail.test | grep -q 'to=<dave+x@mail.test> pending'"
 check "delete" sh -c "$CTL queue delete $q6 | grep -q deleted"
 check "the queue file is gone" test ! -e "$T/spool/queue/$q6"
-check "the state log is gone" test ! -e "$T/spool/state/$q6"
+# the state log goes once the removal of the queue file is durable (an fsync of queue/ on
+# the runner's fsync thread), a moment after the reply
+check "the state log is gone" wait_for "state log of m6 removed" test ! -e "$T/spool/state/$q6"
 check "the queue is empty after delete" queue_empty
 
 # ==== 4. kill -9 in the middle of deliveries, start again: nothing delivered twice ====
@@ -420,8 +422,9 @@ wait_for "alice and bob delivered" sh -c "test \$($CTL queue list | grep -c 'to=
 nslow=$(ss -Htn state established "( dport = :$SLOW )" dst $SINK | wc -l)
 check "at most backend_concurrency connections to one back end ($nslow of 5 wanted)" \
 	test "$nslow" -ge 1 -a "$nslow" -le 2
-check "an idle connection was reused for the next message (RSET)" \
-	grep -q "backend d1 .*: idle -> rset" "$T/runner.log"
+# (RSET first only if the last transaction may be open; after a delivered one, MAIL)
+check "an idle connection was reused for the next message" \
+	grep -Eq "backend d1 .*: idle -> (rset|mail)" "$T/runner.log"
 kill -9 "$RUNNER"
 wait "$RUNNER" 2>/dev/null
 RUNNER=""

@@ -409,6 +409,10 @@ s.sendall(b"Subject: halfway\r\n\r\nBODYSECRET half a message\r\n" + b"h" * 7000
 time.sleep(0.5)
 master = int(sys.argv[3])
 kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True).stdout.split()
+# Stopped first: the master's death sends the workers SIGTERM (PR_SET_PDEATHSIG), and a
+# worker that ran its shutdown before its own SIGKILL would clean up what a crash leaves.
+for p in [master] + [int(k) for k in kids]:
+    os.kill(p, signal.SIGSTOP)
 for p in [master] + [int(k) for k in kids]:
     os.kill(p, signal.SIGKILL)
 try:

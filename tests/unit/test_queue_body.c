@@ -73,6 +73,62 @@ test_output_never_exceeds_twice_the_input(void **state)
 	assert_memory_equal(out, "..\r\n..\r\n", 8);
 }
 
+/* The byte-at-a-time encoder queue_body_encode replaced: the reference for the one below. */
+static size_t
+ref_encode(struct queue_body_enc *e, const char *in, size_t len, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		char b = in[i];
+
+		if (e->bol && b == '.')
+			out[o++] = '.';
+		if (b == '\n' && !e->cr)
+			out[o++] = '\r';
+		out[o++] = b;
+		e->cr = b == '\r';
+		e->bol = b == '\n';
+	}
+	return o;
+}
+
+/* The line-at-a-time copy encodes exactly as the byte-wise loop, however the body is cut. */
+static void
+test_encode_matches_the_bytewise_encoder_for_any_chunking(void **state)
+{
+	static const char alphabet[] = {'a', '.', '\r', '\n', 'b', 'a', 'a', 'a'};
+	char in[500], out1[1000], out2[1000];
+	struct queue_body_enc e1, e2;
+	uint32_t x = 88172645u; /* xorshift32: the same cases every run */
+	size_t len, off, n, o1, o2, i;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 20000; round++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		len = x % sizeof(in);
+		for (i = 0; i < len; i++) {
+			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+			in[i] = alphabet[x % sizeof(alphabet)];
+		}
+		queue_body_init(&e1);
+		queue_body_init(&e2);
+		for (off = 0; off < len; off += n) {
+			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+			n = 1 + x % 61;
+			if (n > len - off)
+				n = len - off;
+			o1 = queue_body_encode(&e1, in + off, n, out1);
+			o2 = ref_encode(&e2, in + off, n, out2);
+			assert_int_equal(o1, o2);
+			assert_memory_equal(out1, out2, o1);
+			assert_int_equal(e1.bol, e2.bol);
+			assert_int_equal(e1.cr, e2.cr);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -81,6 +137,7 @@ main(void)
 	    cmocka_unit_test(test_bare_lf_becomes_crlf_and_crlf_stays),
 	    cmocka_unit_test(test_body_without_final_line_end_gets_one),
 	    cmocka_unit_test(test_output_never_exceeds_twice_the_input),
+	    cmocka_unit_test(test_encode_matches_the_bytewise_encoder_for_any_chunking),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

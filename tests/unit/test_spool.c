@@ -3,7 +3,8 @@
  * CR, LF, ',' or record look-alikes into its fields; the decoder refuses truncation, bad
  * lengths and oversize fields; a writer killed before commit never shows in queue/ and
  * spool_recover removes its leftover; a committed message survives its writer's death;
- * a write the file system refuses is reported as a temporary failure.
+ * a write the file system refuses is reported as a temporary failure; a file is renamed
+ * into queue/ only after its fsync succeeded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -233,6 +235,56 @@ test_group_commit_publishes_then_syncs_once(void **state)
 	spool_close(sp);
 }
 
+/*
+ * The steps a receiver takes with its fsyncs done elsewhere: finish hands out the file's
+ * descriptor, synced renames only after a successful fsync, and a failed fsync (of the
+ * file or of queue/) is answered as a temporary failure when the disk is full.
+ */
+static void
+test_finish_then_synced_renames_only_after_a_good_fsync(void **state)
+{
+	char err[256];
+	struct spool *sp;
+	struct spool_envelope env;
+	struct spool_writer *w;
+	int tf, fd;
+
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&env, 1);
+	/* a good fsync: the file moves into queue/ */
+	assert_non_null(w = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
+	assert_int_equal(spool_writer_body(w, "a\r\n", 3, &tf, err, sizeof(err)), 0);
+	assert_true((fd = spool_writer_finish(w, &tf, err, sizeof(err))) >= 0);
+	assert_int_equal(fsync(fd), 0);
+	assert_int_equal(count_dir("tmp"), 1);
+	assert_int_equal(count_dir("queue"), 0);
+	assert_int_equal(spool_writer_synced(w, 0, &tf, err, sizeof(err)), 0);
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_int_equal(count_dir("queue"), 1);
+	assert_int_equal(fsync(spool_queue_fd(sp)), 0);
+	assert_int_equal(spool_queue_synced(sp, 0, &tf, err, sizeof(err)), 0);
+	/* a failed fsync of a full disk: nothing renamed, the temp file gone, a tempfail */
+	assert_non_null(w = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
+	assert_true(spool_writer_finish(w, &tf, err, sizeof(err)) >= 0);
+	assert_int_equal(spool_writer_synced(w, ENOSPC, &tf, err, sizeof(err)), -1);
+	assert_int_equal(tf, 1);
+	assert_non_null(strstr(err, "fsync"));
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_int_equal(count_dir("queue"), 1);
+	/* an I/O error is not a full disk: no 250, but 451 rather than 452 */
+	assert_non_null(w = spool_writer_new(sp, &env, &tf, err, sizeof(err)));
+	assert_true(spool_writer_finish(w, &tf, err, sizeof(err)) >= 0);
+	assert_int_equal(spool_writer_synced(w, EIO, &tf, err, sizeof(err)), -1);
+	assert_int_equal(tf, 0);
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_int_equal(spool_queue_synced(sp, ENOSPC, &tf, err, sizeof(err)), -1);
+	assert_int_equal(tf, 1);
+	assert_int_equal(spool_queue_synced(sp, EIO, &tf, err, sizeof(err)), -1);
+	assert_int_equal(tf, 0);
+	spool_envelope_free(&env);
+	spool_close(sp);
+}
+
 /* After a receiver died the master removes its files only; another writer's stay. */
 static void
 test_recover_pid_removes_only_that_writers_files(void **state)
@@ -435,6 +487,8 @@ main(void)
 	        teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_group_commit_publishes_then_syncs_once, setup_dir,
 	                                    teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_finish_then_synced_renames_only_after_a_good_fsync,
+	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_recover_pid_removes_only_that_writers_files,
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(
