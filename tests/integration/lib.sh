@@ -4,7 +4,8 @@
 #	. "$HERE/lib.sh"
 #	lib_init NAME.sh TAG	# $T (a fresh /tmp/mailplex-TAG.XXXXXX), PIDS, fail=0, traps
 # POSIX sh. Names it uses for itself start with an underscore; the ones a script sets:
-#	DIE_LOGS	"FILE:LINES ..." (relative to $T) whose tails die() prints, if they exist
+#	DIE_LOGS	"FILE:LINES ..." (below $T; FILE may be a pattern such as *.log) whose
+#			tails die() prints, if they exist
 #	WAIT_FOR_TRIES	how many 0.2 s rounds wait_for makes (default 150: 30 s)
 #	on_cleanup()	if defined, run first by the EXIT trap (e.g. to stop a daemon or to add
 #			pids to $PIDS, which are sent SIGTERM, then SIGKILL)
@@ -25,8 +26,14 @@ lib_init() { # NAME TAG
 
 die() { # MESSAGE...: the message and the tails of $DIE_LOGS on stderr, exit 1
 	echo "$ME: $*" >&2
-	for _dl in $DIE_LOGS; do
-		[ -f "$T/${_dl%:*}" ] && tail -"${_dl##*:}" "$T/${_dl%:*}" >&2
+	_dl_list=$DIE_LOGS
+	set -f # the patterns are matched below $T, not here
+	set -- $_dl_list
+	set +f
+	for _dl in "$@"; do
+		for _f in "$T"/${_dl%:*}; do
+			[ -f "$_f" ] && { echo "--- $_f" >&2; tail -"${_dl##*:}" "$_f" >&2; }
+		done
 	done
 	exit 1
 }
@@ -214,7 +221,7 @@ sink_start() {
 	_sk_name=$1 _sk_where=$2
 	shift 2
 	mkdir -p "$T/$_sk_name"
-	chown nobody "$T/$_sk_name"
+	chown nobody "$T/$_sk_name" 2>/dev/null || chmod 777 "$T/$_sk_name"
 	smtp-sink -u nobody -d "$T/$_sk_name/%M." "$@" "$_sk_where" "${SINK_BACKLOG:-100}" >"$T/$_sk_name.out" 2>&1 &
 	PIDS="$PIDS $!"
 	eval "SINKPID_$_sk_name=\$!"
