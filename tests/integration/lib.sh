@@ -101,6 +101,18 @@ lib_cleanup() {
 	[ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 
+# ---- mailplex ----
+map_compile() { # SOURCE DB: mailplex-map compile (its output in DB's name with .out
+	# instead of .db), dies with that output; DB readable by all (the daemons run as nobody)
+	"$BIN/mailplex-map" compile "$1" "$2" >"${2%.db}.out" 2>&1 || die "map compile: $(cat "${2%.db}.out")"
+	chmod 644 "$2"
+}
+
+ctl_dir() { # $T/ctl for the daemons' control sockets, created after they drop to nobody
+	mkdir "$T/ctl"
+	chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+}
+
 # ---- certificates ----
 make_cert() { # CN SUBJECT-ALT-NAMES [BASENAME]: a self-signed $T/BASENAME{key,cert}.pem
 	# (default $T/key.pem and $T/cert.pem), readable by all
@@ -214,15 +226,20 @@ dovecot_run() {
 }
 
 # ---- Postfix's smtp-sink ----
-# sink_start NAME ADDR:PORT [OPTIONS...]: an smtp-sink as nobody dumping each message into
-# $T/NAME/ (output in $T/NAME.out), backlog $SINK_BACKLOG (default 100); its pid in $PIDS
-# and in SINKPID_NAME
+# sink_start [-n] NAME ADDR:PORT [OPTIONS...]: an smtp-sink as nobody dumping each message
+# into $T/NAME/ (with -n: no dump, for a sink that refuses), its output in $T/NAME.out,
+# backlog $SINK_BACKLOG (default 100); its pid in $PIDS and in SINKPID_NAME
 sink_start() {
+	_sk_dump=yes
+	[ "$1" = -n ] && { _sk_dump=no; shift; }
 	_sk_name=$1 _sk_where=$2
 	shift 2
-	mkdir -p "$T/$_sk_name"
-	chown nobody "$T/$_sk_name" 2>/dev/null || chmod 777 "$T/$_sk_name"
-	smtp-sink -u nobody -d "$T/$_sk_name/%M." "$@" "$_sk_where" "${SINK_BACKLOG:-100}" >"$T/$_sk_name.out" 2>&1 &
+	if [ $_sk_dump = yes ]; then
+		mkdir -p "$T/$_sk_name"
+		chown nobody "$T/$_sk_name" 2>/dev/null || chmod 777 "$T/$_sk_name"
+		set -- -d "$T/$_sk_name/%M." "$@"
+	fi
+	smtp-sink -u nobody "$@" "$_sk_where" "${SINK_BACKLOG:-100}" >"$T/$_sk_name.out" 2>&1 &
 	PIDS="$PIDS $!"
 	eval "SINKPID_$_sk_name=\$!"
 }

@@ -83,7 +83,7 @@ is_n() { # is_n N COMMAND...: the command prints N
 dovecot_start d1 $BE1 $LMTP1 $IMAP1 alice sam
 SINK_BACKLOG=20
 sink_start sink $SINK:$SMTPOK
-sink_start sinkno $SINK:$SMTPNO -f RCPT -B "550 5.1.1 no such user here"
+sink_start -n sinkno $SINK:$SMTPNO -f RCPT -B "550 5.1.1 no such user here"
 wait_port $SINK $SMTPOK && wait_port $SINK $SMTPNO || die "smtp-sink did not start"
 
 cat >"$T/map" <<MAP
@@ -99,11 +99,8 @@ user bob d2
 user carol s1
 user nemo s2
 MAP
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+map_compile "$T/map" "$T/map.db"
+ctl_dir
 cat >"$T/mx.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; reload_check = "100ms"; };
