@@ -100,11 +100,8 @@ user hal    d1   # cluster mode, through a stand-in for the director
 rule a-z d1
 MAP
 cp "$T/map" "$T/map.orig"
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+map_compile "$T/map" "$T/map.db"
+ctl_dir
 cat >"$T/mailplex.conf" <<CONF
 user = "nobody";
 map = { source = "$T/map"; db = "$T/map.db"; reload_check = "100ms"; };
