@@ -143,14 +143,11 @@ user erin d1n
 user gina nx
 user mallory reject "closed"
 MAP
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
+map_compile "$T/map" "$T/map.db"
 
 # ---- the proxy: plain-text logins refused; STARTTLS, imaps, pop3s offered ----
 # Its workers create their control sockets after dropping to "nobody".
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 cat >"$T/mailplex.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; };
