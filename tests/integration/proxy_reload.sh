@@ -69,14 +69,11 @@ user bob $bob
 user carol d1
 MAP
 done
-"$BIN/mailplex-map" compile "$T/map1" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
+map_compile "$T/map1" "$T/map.db"
 
 # ---- configurations: the first, the next (listeners, workers, certificate), a third
 # (workers only), three broken ----
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 cat >"$T/conf1" <<CONF
 user = "nobody";
 # The map is checked for a new file only hourly: only the reload can make bob move.
