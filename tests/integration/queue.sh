@@ -384,8 +384,7 @@ runner_stop
 
 # ==== 6. end to end: swaks -> mailplex-smtpd (receiver, spool, its queue runner) ->
 # Dovecot LMTP -> read back over IMAP ====
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 cat >"$T/mx.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; };
