@@ -66,8 +66,7 @@ need_tools openssl python3 swaks
 need_bins mailplex-smtpd
 
 make_cert mx.test "DNS:mx.test,IP:$IP"
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 
 # Back ends that do not exist: nothing is delivered while the receivers are tested.
 cat >"$T/map" <<MAP
@@ -81,9 +80,7 @@ user mallory reject "This mailbox was closed"
 alias team: alice, bob
 rule /^r[a-z]+\$/ d2
 MAP
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
+map_compile "$T/map" "$T/map.db"
 
 # ---- the main instance ----
 start main "$P1" "$T/spool" "$T/map.db"
@@ -235,7 +232,7 @@ if command -v smtp-sink >/dev/null 2>&1; then
 	SINK_BACKLOG=10
 	sink_start sinkdump "$VB:$PGOOD"
 	GOOD=$SINKPID_sinkdump
-	sink_start sinkbad "$VB:$PBAD" -L -f RCPT -B "550 5.1.1 no such user here"
+	sink_start -n sinkbad "$VB:$PBAD" -L -f RCPT -B "550 5.1.1 no such user here"
 	BAD=$SINKPID_sinkbad
 	cat >"$T/vmap" <<MAP
 backend good smtp=$VB:$PGOOD imap=$VB:143 pop3=$VB:110 tls=off
@@ -247,9 +244,7 @@ user ghost bad
 user dave dead
 alias team: alice, ghost
 MAP
-	"$BIN/mailplex-map" compile "$T/vmap" "$T/vmap.db" >"$T/vmap.out" 2>&1 ||
-		die "map compile: $(cat "$T/vmap.out")"
-	chmod 644 "$T/vmap.db"
+	map_compile "$T/vmap" "$T/vmap.db"
 	wait_port "$VB" "$PGOOD" && wait_port "$VB" "$PBAD" || die "smtp-sink did not start"
 	EXTRA='verify_recipients = true; verify_timeout = "2s";' WORKERS=1 \
 		start verify "$P4" "$T/spool-verify" "$T/vmap.db"
