@@ -17,138 +17,28 @@ MX=127.0.0.160 BE1=127.0.0.161 BE2=127.0.0.162
 BASE=$((30000 + ($$ % 300) * 10))
 LMTP1=$((BASE + 0)) IMAP1=$((BASE + 1)) LMTP2=$((BASE + 2)) IMAP2=$((BASE + 3))
 SMTPD=$((BASE + 4)) PIMAP=$((BASE + 5))
-T=$(mktemp -d /tmp/mailplex-move.XXXXXX)
-chmod 755 "$T"
-PIDS=""
 MXPID=""
+WAIT_FOR_TRIES=300 # wait_for: at most 60 s
+DIE_LOGS="mx.log:20 proxy.log:20"
+. "$HERE/lib.sh"
+lib_init move.sh move
 
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for d in d1 d2; do
-		[ -f "$T/$d/run/master.pid" ] && kill "$(cat "$T/$d/run/master.pid")" 2>/dev/null
-	done
-	sleep 0.3
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
+need_tools python3 dovecot doveadm openssl
+need_bins mailplex-smtpd mailplex-proxy mailplex-map mailplexctl
 
-fail=0
-die() {
-	echo "move.sh: $*" >&2
-	for f in mx.log proxy.log; do [ -f "$T/$f" ] && tail -20 "$T/$f" >&2; done
-	exit 1
-}
-check() { # check WHAT COMMAND...
-	what=$1
-	shift
-	if "$@"; then
-		echo "ok: $what"
-	else
-		echo "FAIL: $what" >&2
-		fail=1
-	fi
-}
-wait_port() { # ADDR PORT: bounded, 10 s
-	python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
-wait_for() { # DESCRIPTION COMMAND...: at most 60 s (300 x 0.2 s)
-	_wf=$1
-	shift
-	_i=0
-	while [ $_i -lt 300 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		_i=$((_i + 1))
-		sleep 0.2
-	done
-	echo "move.sh: timed out waiting for: $_wf" >&2
-	return 1
-}
-
-for tool in python3 dovecot doveadm openssl; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
-done
-for p in mailplex-smtpd mailplex-proxy mailplex-map mailplexctl; do
-	[ -x "$BIN/$p" ] || die "no $BIN/$p"
-done
-
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=d2.mail.test" \
-	-addext "subjectAltName=IP:$BE2" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
-	die "openssl req failed"
-chmod 644 "$T/key.pem" "$T/cert.pem"
+make_cert d2.mail.test "IP:$BE2"
 
 # ---- two Dovecots: passwd-file users, a master user "mover" (AUTHENTICATE PLAIN with
 # an authorization id, or LOGIN user*mover), LMTP and IMAP ----
 USERS="carl dora erin frank gus hal"
-dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL-CONFIG
-	D=$T/$1
-	mkdir -p "$D/run" "$D/state" "$D/home"
-	: >"$D/users"
-	for u in $USERS; do
-		printf '%s:{PLAIN}pw-%s:65534:65534::%s/home/%s::\n' "$u" "$u" "$D" "$u" >>"$D/users"
-		mkdir -p "$D/home/$u"
-	done
-	printf 'mover:{PLAIN}master-secret::::::\n' >"$D/masters"
-	chown -R 65534:65534 "$D/home"
-	cat >"$D/dovecot.conf" <<CONF
-instance_name = mailplex-move-$1-$$
-base_dir = $D/run
-state_dir = $D/state
-protocols = lmtp imap
-listen = $2
-disable_plaintext_auth = no
-$5
-log_path = $D/dovecot.log
-mail_location = maildir:~/Maildir
-auth_username_format = %Ln
-auth_master_user_separator = *
-passdb {
-  driver = passwd-file
-  args = $D/masters
-  master = yes
-  pass = yes
+dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL
+	dovecot_dir "$1"
+	for u in $USERS; do dovecot_user -n "$u" "pw-$u"; done
+	dovecot_conf "$1" "$2" lmtp="$3" imap="$4" ssl="$5" master=mover:master-secret
+	dovecot_run "$1" "$2" "$4"
 }
-passdb {
-  driver = passwd-file
-  args = $D/users
-}
-userdb {
-  driver = passwd-file
-  args = $D/users
-}
-service lmtp {
-  inet_listener lmtp {
-    address = $2
-    port = $3
-  }
-}
-service imap-login {
-  inet_listener imap {
-    port = $4
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-CONF
-	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
-	PIDS="$PIDS $!"
-	wait_port "$2" "$4" || die "dovecot $1 did not start: $(cat "$D/stdout" "$D/dovecot.log" 2>/dev/null)"
-}
-dovecot_start d1 $BE1 $LMTP1 $IMAP1 "ssl = no"
-dovecot_start d2 $BE2 $LMTP2 $IMAP2 "ssl = yes
-ssl_cert = <$T/cert.pem
-ssl_key = <$T/key.pem"
+dovecot_start d1 $BE1 $LMTP1 $IMAP1 no
+dovecot_start d2 $BE2 $LMTP2 $IMAP2 yes
 printf 'master-secret\n' >"$T/master.pass"
 chmod 600 "$T/master.pass"
 
@@ -210,11 +100,8 @@ user hal    d1   # cluster mode, through a stand-in for the director
 rule a-z d1
 MAP
 cp "$T/map" "$T/map.orig"
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+map_compile "$T/map" "$T/map.db"
+ctl_dir
 cat >"$T/mailplex.conf" <<CONF
 user = "nobody";
 map = { source = "$T/map"; db = "$T/map.db"; reload_check = "100ms"; };

@@ -15,61 +15,21 @@ BIMAP=$((BASE + 4)) BPOP3=$((BASE + 5)) DEADPORT=$((BASE + 9))
 HIMAP=$((BASE + 10)) HPOP3=$((BASE + 11)) # d1's listeners that expect a PROXY v2 header
 VIMAP=$((BASE + 12)) VPOP3=$((BASE + 13)) # the proxy that sends one
 LIMAP=$((BASE + 14)) LPOP3=$((BASE + 15)) # d1 on 127.0.0.1: a back end named "localhost"
-T=$(mktemp -d /tmp/mailplex-proxy.XXXXXX)
-chmod 755 "$T"
-PIDS=""
+DIE_LOGS="proxy.log:30"
+. "$HERE/lib.sh"
+lib_init proxy.sh proxy
 
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for d in d1 d2; do
-		[ -f "$T/$d/run/master.pid" ] && kill "$(cat "$T/$d/run/master.pid")" 2>/dev/null
-	done
-	sleep 0.3
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
-
-die() {
-	echo "proxy.sh: $*" >&2
-	[ -f "$T/proxy.log" ] && tail -30 "$T/proxy.log" >&2
-	exit 1
-}
-
-wait_port() { # wait_port ADDR PORT: bounded, 10 s
-	python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
-
-for tool in openssl python3 dovecot curl; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
-done
-[ -x "$BIN/mailplex-proxy" ] || die "no $BIN/mailplex-proxy"
-[ -x "$BIN/mailplex-map" ] || die "no $BIN/mailplex-map"
+need_tools openssl python3 dovecot curl
+need_bins mailplex-proxy mailplex-map
 
 # ---- certificates: one self-signed for the proxy (127.0.0.70) and back end 2 ----
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=mail.test" \
-	-addext "subjectAltName=DNS:mail.test,IP:$PX,IP:$BE2" \
-	-keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
-chmod 644 "$T/key.pem" "$T/cert.pem"
+make_cert mail.test "DNS:mail.test,IP:$PX,IP:$BE2"
 
 # ---- two Dovecot back ends; each user's INBOX says which back end holds it ----
 dovecot_start() { # NAME ADDR EXTRA-CONFIG
-	D=$T/$1
-	mkdir -p "$D/run" "$D/state" "$D/home"
-	: >"$D/users"
+	dovecot_dir "$1"
 	for u in alice bob carol big frank erin; do
-		printf '%s:{PLAIN}pw-%s::::%s/home/%s\n' "$u" "$u" "$D" "$u" >>"$D/users"
-		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
+		dovecot_user "$u" "pw-$u"
 		printf 'From: t@test\r\nSubject: %s on %s\r\n\r\nhello %s\r\n' "$u" "$1" "$u" \
 			>"$D/home/$u/Maildir/new/1000.M1P1.test"
 		cp "$D/home/$u/Maildir/new/1000.M1P1.test" "$T/$u-on-$1.eml"
@@ -82,20 +42,7 @@ body = ''.join(random.choice('abcdefghijklmnopqrstuvwxyz0123456789') for _ in ra
 lines = [body[i:i + 76] for i in range(0, len(body), 76)]
 sys.stdout.write('From: t@test\r\nSubject: big\r\n\r\n' + '\r\n'.join(lines) + '\r\n')
 " >"$D/home/big/Maildir/new/2000.M2P2.test"
-	chown -R 65534:65534 "$D/home"
-	cat >"$D/dovecot.conf" <<CONF
-instance_name = mailplex-proxy-$1-$$
-base_dir = $D/run
-state_dir = $D/state
-protocols = imap pop3
-listen = $2
-ssl = yes
-ssl_cert = <$T/cert.pem
-ssl_key = <$T/key.pem
-disable_plaintext_auth = no
-log_path = $D/dovecot.log
-mail_location = maildir:~/Maildir
-protocol imap {
+	dovecot_conf "$1" "$2" protocols="imap pop3" ssl=yes userdb=static username_format= extra="protocol imap {
   mail_max_userip_connections = 2000
 }
 # Several sessions per imap process (every user has the same uid): 1,000 concurrent
@@ -109,18 +56,8 @@ service imap {
 protocol pop3 {
   mail_max_userip_connections = 2000
 }
-passdb {
-  driver = passwd-file
-  args = $D/users
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$D/home/%u
-}
-$3
-CONF
-	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
-	PIDS="$PIDS $!"
+$3"
+	dovecot_run "$1"
 }
 # d1 trusts the proxy's ID/XCLIENT (login_trusted_networks) and has a second pair of
 # listeners that expect a PROXY v2 header; d2 trusts nothing (ID and XCLIENT are ignored).
@@ -206,14 +143,11 @@ user erin d1n
 user gina nx
 user mallory reject "closed"
 MAP
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
+map_compile "$T/map" "$T/map.db"
 
 # ---- the proxy: plain-text logins refused; STARTTLS, imaps, pop3s offered ----
 # Its workers create their control sockets after dropping to "nobody".
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 cat >"$T/mailplex.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; };

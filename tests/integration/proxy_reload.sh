@@ -11,9 +11,9 @@ PX=127.0.0.80 BE1=127.0.0.81 BE2=127.0.0.82
 BASE=$((27000 + ($$ % 400) * 10))
 IMAP=$((BASE + 0)) IMAPS=$((BASE + 1)) POP3=$((BASE + 2)) GONE=$((BASE + 3)) NEW=$((BASE + 4))
 BIMAP=$((BASE + 5)) BPOP3=$((BASE + 6))
-T=$(mktemp -d /tmp/mailplex-reload.XXXXXX)
-chmod 755 "$T"
-PIDS=""
+DIE_LOGS="proxy.log:30"
+. "$HERE/lib.sh"
+lib_init proxy_reload.sh reload
 
 # The proxy's processes (master, workers of every generation, orphans of a crashed master):
 # every one has this test's config path on its command line.
@@ -24,41 +24,10 @@ proxy_pids() {
 	done
 }
 
-cleanup() {
-	left=$(proxy_pids)
-	for p in $left $PIDS; do kill "$p" 2>/dev/null; done
-	sleep 0.3
-	for p in $left $PIDS; do kill -9 "$p" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
+on_cleanup() { PIDS="$(proxy_pids) $PIDS"; }
 
-die() {
-	echo "proxy_reload.sh: $*" >&2
-	[ -f "$T/proxy.log" ] && tail -30 "$T/proxy.log" >&2
-	exit 1
-}
-
-wait_port() { # wait_port ADDR PORT: bounded, 10 s
-	python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
-
-for tool in openssl python3 dovecot; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
-done
-for p in mailplex-proxy mailplex-map mailplexctl; do
-	[ -x "$BIN/$p" ] || die "no $BIN/$p"
-done
+need_tools openssl python3 dovecot
+need_bins mailplex-proxy mailplex-map mailplexctl
 
 # ---- two certificates for the proxy's address, told apart by their CN ----
 for n in one two; do
@@ -73,53 +42,14 @@ chmod 600 "$T/one.key" "$T/two.key"
 
 # ---- two plain Dovecot back ends; each INBOX says which back end holds it ----
 dovecot_start() { # NAME ADDR
-	D=$T/$1
-	mkdir -p "$D/run" "$D/state" "$D/home"
-	: >"$D/users"
+	dovecot_dir "$1"
 	for u in alice bob carol; do
-		printf '%s:{PLAIN}pw-%s::::%s/home/%s\n' "$u" "$u" "$D" "$u" >>"$D/users"
-		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
+		dovecot_user "$u" "pw-$u"
 		printf 'From: t@test\r\nSubject: %s on %s\r\n\r\nhello %s\r\n' "$u" "$1" "$u" \
 			>"$D/home/$u/Maildir/new/1000.M1P1.test"
 	done
-	chown -R 65534:65534 "$D/home"
-	cat >"$D/dovecot.conf" <<CONF
-instance_name = mailplex-reload-$1-$$
-base_dir = $D/run
-state_dir = $D/state
-protocols = imap pop3
-listen = $2
-ssl = no
-disable_plaintext_auth = no
-log_path = $D/dovecot.log
-mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = $D/users
-}
-userdb {
-  driver = static
-  args = uid=65534 gid=65534 home=$D/home/%u
-}
-service imap-login {
-  inet_listener imap {
-    port = $BIMAP
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = $BPOP3
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-CONF
-	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
-	PIDS="$PIDS $!"
+	dovecot_conf "$1" "$2" imap="$BIMAP" pop3="$BPOP3" userdb=static username_format=
+	dovecot_run "$1"
 }
 dovecot_start d1 $BE1
 dovecot_start d2 $BE2
@@ -139,14 +69,11 @@ user bob $bob
 user carol d1
 MAP
 done
-"$BIN/mailplex-map" compile "$T/map1" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
+map_compile "$T/map1" "$T/map.db"
 
 # ---- configurations: the first, the next (listeners, workers, certificate), a third
 # (workers only), three broken ----
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 cat >"$T/conf1" <<CONF
 user = "nobody";
 # The map is checked for a new file only hourly: only the reload can make bob move.

@@ -6,161 +6,46 @@
 # and the sink's dump files; the queue is driven with mailplexctl. $1: the bin dir.
 set -u
 BIN=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
 BE1=127.0.0.81 BE2=127.0.0.82 SINK=127.0.0.83 DOWN=127.0.0.84
 BASE=$((24000 + ($$ % 400) * 10))
 LMTP1=$((BASE + 0)) LMTP2=$((BASE + 1)) SMTP=$((BASE + 2)) DOWNPORT=$((BASE + 3))
 RELAY=$((BASE + 4)) SLOW=$((BASE + 5)) IMAP1=$((BASE + 6)) IMAP2=$((BASE + 7))
 MX=127.0.0.86 SMTPD=$((BASE + 8))
-T=$(mktemp -d /tmp/mailplex-queue.XXXXXX)
-chmod 755 "$T"
-PIDS=""
 RUNNER=""
+DIE_LOGS="runner.log:40"
+. "$HERE/lib.sh"
+lib_init queue.sh queue
+on_cleanup() { PIDS="$RUNNER $PIDS"; } # the runner too: SIGTERM, then SIGKILL
 
-cleanup() {
-	[ -n "$RUNNER" ] && kill "$RUNNER" 2>/dev/null
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for d in d1 d2; do
-		[ -f "$T/$d/run/master.pid" ] && kill "$(cat "$T/$d/run/master.pid")" 2>/dev/null
-	done
-	sleep 0.3
-	for p in $PIDS $RUNNER; do kill -9 "$p" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
-
-fail=0
-die() {
-	echo "queue.sh: $*" >&2
-	[ -f "$T/runner.log" ] && tail -40 "$T/runner.log" >&2
-	exit 1
-}
-check() { # check WHAT COMMAND...: one line per check
-	what=$1
-	shift
-	if "$@"; then
-		echo "ok: $what"
-	else
-		echo "FAIL: $what" >&2
-		fail=1
-	fi
-}
-
-wait_port() { # wait_port ADDR PORT: bounded, 10 s
-	python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
-
-# wait_for DESCRIPTION COMMAND...: retries a check for at most 30 s (150 x 0.2 s).
-wait_for() {
-	what=$1
-	shift
-	i=0
-	while [ $i -lt 150 ]; do
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		i=$((i + 1))
-		sleep 0.2
-	done
-	echo "queue.sh: timed out waiting for: $what" >&2
-	return 1
-}
-
-for tool in openssl python3 dovecot smtp-sink swaks; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
-done
-for p in mailplex-queue mailplex-map mailplexctl mailplex-smtpd; do
-	[ -x "$BIN/$p" ] || die "no $BIN/$p"
-done
+need_tools openssl python3 dovecot smtp-sink swaks
+need_bins mailplex-queue mailplex-map mailplexctl mailplex-smtpd
 
 # ---- a self-signed certificate: d2 offers STARTTLS on LMTP, the map asks for it ----
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=d2.mail.test" \
-	-addext "subjectAltName=DNS:d2.mail.test,IP:$BE2" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
-chmod 644 "$T/key.pem" "$T/cert.pem"
+make_cert d2.mail.test "DNS:d2.mail.test,IP:$BE2"
 
 # ---- two Dovecot LMTP back ends; users unknown to a Dovecot get 550 5.1.1 from it ----
 dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT SSL USERS...
 	name=$1 addr=$2 port=$3 iport=$4 ssl=$5
 	shift 5
-	D=$T/$name
-	mkdir -p "$D/run" "$D/state" "$D/home"
-	: >"$D/users"
+	dovecot_dir "$name"
 	for u in "$@"; do
 		# "full" has a 1-byte quota: Dovecot refuses its copy after DATA (552 5.2.2)
 		extra=""
 		[ "$u" = full ] && extra="userdb_quota_rule=*:storage=1B"
-		printf '%s:{PLAIN}x:65534:65534::%s/home/%s::%s\n' "$u" "$D" "$u" "$extra" >>"$D/users"
-		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
+		dovecot_user "$u" x "$extra"
 	done
-	chown -R 65534:65534 "$D/home"
-	cat >"$D/dovecot.conf" <<CONF
-instance_name = mailplex-queue-$name-$$
-base_dir = $D/run
-state_dir = $D/state
-protocols = lmtp imap
-listen = $addr
-disable_plaintext_auth = no
-ssl = $ssl
-ssl_cert = <$T/cert.pem
-ssl_key = <$T/key.pem
-log_path = $D/dovecot.log
-mail_location = maildir:~/Maildir
-mail_plugins = quota
+	dovecot_conf "$name" "$addr" lmtp="$port" imap="$iport" ssl="$ssl" extra="mail_plugins = quota
 plugin {
   quota = maildir:User quota
 }
-lmtp_save_to_detail_mailbox = no
-auth_username_format = %Ln
-passdb {
-  driver = passwd-file
-  args = $D/users
-}
-userdb {
-  driver = passwd-file
-  args = $D/users
-}
-service lmtp {
-  inet_listener lmtp {
-    address = $addr
-    port = $port
-  }
-}
-service imap-login {
-  inet_listener imap {
-    port = $iport
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-CONF
-	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
-	PIDS="$PIDS $!"
+lmtp_save_to_detail_mailbox = no"
+	dovecot_run "$name" "$addr" "$port"
 }
 dovecot_start d1 $BE1 $LMTP1 $IMAP1 no alice sam erin2 full
 dovecot_start d2 $BE2 $LMTP2 $IMAP2 yes bob slow frank
-wait_port $BE1 $LMTP1 || die "dovecot d1 did not start: $(cat "$T/d1/stdout" "$T/d1/dovecot.log")"
-wait_port $BE2 $LMTP2 || die "dovecot d2 did not start: $(cat "$T/d2/stdout" "$T/d2/dovecot.log")"
 
 # ---- smtp-sink: an SMTP back end and the bounce relay, each dumping what it gets ----
-sink_start() { # NAME ADDR:PORT [OPTIONS...]
-	name=$1 where=$2
-	shift 2
-	mkdir -p "$T/$name"
-	chown nobody "$T/$name"
-	smtp-sink -u nobody -d "$T/$name/%M." "$@" "$where" 100 >"$T/$name.out" 2>&1 &
-	PIDS="$PIDS $!"
-	eval "SINKPID_$name=\$!"
-}
 sink_start sink $SINK:$SMTP
 sink_start relay $SINK:$RELAY
 wait_port $SINK $SMTP || die "smtp-sink did not start: $(cat "$T/sink.out")"
@@ -499,8 +384,7 @@ runner_stop
 
 # ==== 6. end to end: swaks -> mailplex-smtpd (receiver, spool, its queue runner) ->
 # Dovecot LMTP -> read back over IMAP ====
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+ctl_dir
 cat >"$T/mx.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; };

@@ -12,14 +12,15 @@
 # pipelined commands. $1: the bin dir. Exit 0 when every check passed.
 set -u
 BIN=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
 BE1=127.0.0.87 BE2=127.0.0.88 SINK=127.0.0.89 MX=127.0.0.86
 BASE=$((28000 + ($$ % 300) * 10))
 LMTP1=$((BASE + 0)) IMAP1=$((BASE + 1)) LMTP2=$((BASE + 2)) IMAP2=$((BASE + 3))
 SMTPOK=$((BASE + 4)) SMTPNO=$((BASE + 5)) SMTPD=$((BASE + 6))
-T=$(mktemp -d /tmp/mailplex-e2e.XXXXXX)
-chmod 755 "$T"
-PIDS=""
 MXPID=""
+DIE_LOGS="mx.log:30"
+. "$HERE/lib.sh"
+lib_init smtp_e2e.sh e2e
 
 stop_mx() { # SIGTERM to the master, bounded (10 s), then SIGKILL to it and its children
 	[ -n "$MXPID" ] || return 0
@@ -30,115 +31,18 @@ stop_mx() { # SIGTERM to the master, bounded (10 s), then SIGKILL to it and its 
 	wait "$MXPID" 2>/dev/null
 	MXPID=""
 }
-cleanup() {
-	stop_mx
-	for d in d1 d2; do
-		[ -f "$T/$d/run/master.pid" ] && kill "$(cat "$T/$d/run/master.pid")" 2>/dev/null
-	done
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	sleep 0.3
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
+on_cleanup() { stop_mx; }
 
-fail=0
-die() {
-	echo "smtp_e2e.sh: $*" >&2
-	[ -f "$T/mx.log" ] && tail -30 "$T/mx.log" >&2
-	exit 1
-}
-check() { # check WHAT COMMAND...
-	what=$1
-	shift
-	if "$@"; then
-		echo "ok: $what"
-	else
-		echo "FAIL: $what" >&2
-		fail=1
-	fi
-}
-wait_port() { # ADDR PORT: bounded, 10 s
-	python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
-wait_for() { # DESCRIPTION COMMAND...: at most 30 s (150 x 0.2 s)
-	_wf=$1
-	shift
-	_i=0
-	while [ $_i -lt 150 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		_i=$((_i + 1))
-		sleep 0.2
-	done
-	echo "smtp_e2e.sh: timed out waiting for: $_wf" >&2
-	return 1
-}
-
-for tool in python3 dovecot smtp-sink swaks; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
-done
-for p in mailplex-smtpd mailplex-map mailplexctl; do
-	[ -x "$BIN/$p" ] || die "no $BIN/$p"
-done
+need_tools python3 dovecot smtp-sink swaks
+need_bins mailplex-smtpd mailplex-map mailplexctl
 
 dovecot_start() { # NAME ADDR LMTP-PORT IMAP-PORT USERS...
 	name=$1 addr=$2 port=$3 iport=$4
 	shift 4
-	D=$T/$name
-	mkdir -p "$D/run" "$D/state" "$D/home"
-	: >"$D/users"
-	for u in "$@"; do
-		printf '%s:{PLAIN}x:65534:65534::%s/home/%s::\n' "$u" "$D" "$u" >>"$D/users"
-		mkdir -p "$D/home/$u/Maildir/new" "$D/home/$u/Maildir/cur" "$D/home/$u/Maildir/tmp"
-	done
-	chown -R 65534:65534 "$D/home"
-	cat >"$D/dovecot.conf" <<CONF
-instance_name = mailplex-e2e-$name-$$
-base_dir = $D/run
-state_dir = $D/state
-protocols = lmtp imap
-listen = $addr
-disable_plaintext_auth = no
-ssl = no
-log_path = $D/dovecot.log
-mail_location = maildir:~/Maildir
-auth_username_format = %Ln
-passdb {
-  driver = passwd-file
-  args = $D/users
-}
-userdb {
-  driver = passwd-file
-  args = $D/users
-}
-service lmtp {
-  inet_listener lmtp {
-    address = $addr
-    port = $port
-  }
-}
-service imap-login {
-  inet_listener imap {
-    port = $iport
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-CONF
-	dovecot -F -c "$D/dovecot.conf" >"$D/stdout" 2>&1 &
-	PIDS="$PIDS $!"
-	wait_port "$addr" "$port" || die "dovecot $name did not start: $(cat "$D/stdout" "$D/dovecot.log" 2>/dev/null)"
+	dovecot_dir "$name"
+	for u in "$@"; do dovecot_user "$u" x; done
+	dovecot_conf "$name" "$addr" lmtp="$port" imap="$iport"
+	dovecot_run "$name" "$addr" "$port"
 }
 
 # imap_count HOST PORT USER SUBJECT: how many messages with that subject (over IMAP)
@@ -177,12 +81,9 @@ is_n() { # is_n N COMMAND...: the command prints N
 }
 
 dovecot_start d1 $BE1 $LMTP1 $IMAP1 alice sam
-mkdir -p "$T/sink"
-chown nobody "$T/sink"
-smtp-sink -u nobody -d "$T/sink/%M." $SINK:$SMTPOK 20 >"$T/sink.out" 2>&1 &
-PIDS="$PIDS $!"
-smtp-sink -u nobody -f RCPT -B "550 5.1.1 no such user here" $SINK:$SMTPNO 20 >"$T/sinkno.out" 2>&1 &
-PIDS="$PIDS $!"
+SINK_BACKLOG=20
+sink_start sink $SINK:$SMTPOK
+sink_start -n sinkno $SINK:$SMTPNO -f RCPT -B "550 5.1.1 no such user here"
 wait_port $SINK $SMTPOK && wait_port $SINK $SMTPNO || die "smtp-sink did not start"
 
 cat >"$T/map" <<MAP
@@ -198,11 +99,8 @@ user bob d2
 user carol s1
 user nemo s2
 MAP
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+map_compile "$T/map" "$T/map.db"
+ctl_dir
 cat >"$T/mx.conf" <<CONF
 user = "nobody";
 map = { db = "$T/map.db"; reload_check = "100ms"; };

@@ -12,11 +12,11 @@ IP=127.0.0.80
 BASE=$((26000 + ($$ % 400) * 10))
 P1=$((BASE + 0)) P2=$((BASE + 1)) P3=$((BASE + 2)) P4=$((BASE + 3))
 VB=127.0.0.85 PGOOD=$((BASE + 4)) PBAD=$((BASE + 5)) PDEAD=$((BASE + 6))
-T=$(mktemp -d /tmp/mailplex-smtpd.XXXXXX)
-chmod 755 "$T"
 PIDFILES=""
-SINKS=""
 SMALL=""
+DIE_LOGS="*.log:20"
+. "$HERE/lib.sh"
+lib_init smtpd.sh smtpd
 
 stop() { # stop PIDFILE: SIGTERM, up to 10 s, then SIGKILL for the master and its children
 	p=$(cat "$1" 2>/dev/null) || return 0
@@ -26,34 +26,9 @@ stop() { # stop PIDFILE: SIGTERM, up to 10 s, then SIGKILL for the master and it
 	kill -9 "$p" 2>/dev/null
 }
 
-cleanup() {
+on_cleanup() { # the daemons, then the small tmpfs; the sinks are in $PIDS
 	for f in $PIDFILES; do stop "$f"; done
-	for p in $SINKS; do kill "$p" 2>/dev/null; done
 	[ -n "$SMALL" ] && umount "$SMALL" 2>/dev/null
-	[ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 2' INT TERM HUP
-
-die() {
-	echo "smtpd.sh: $*" >&2
-	for l in "$T"/*.log; do
-		[ -f "$l" ] && { echo "--- $l" >&2; tail -20 "$l" >&2; }
-	done
-	exit 1
-}
-
-wait_port() { # wait_port PORT: bounded, 10 s
-	python3 - "$IP" "$1" <<'PY'
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
 }
 
 client() { timeout 60 python3 "$HERE/smtpd_client.py" "$@" || die "check $1 failed"; }
@@ -84,20 +59,14 @@ CONF
 	"$BIN/mailplex-smtpd" -d -f "$T/$1.conf" >>"$T/$1.log" 2>&1 &
 	echo $! >"$T/$1.pid"
 	PIDFILES="$PIDFILES $T/$1.pid"
-	wait_port "$2" || die "mailplex-smtpd $1 did not start"
+	wait_port "$IP" "$2" || die "mailplex-smtpd $1 did not start"
 }
 
-for tool in openssl python3 swaks; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool missing (make deps)"
-done
-[ -x "$BIN/mailplex-smtpd" ] || die "no $BIN/mailplex-smtpd"
+need_tools openssl python3 swaks
+need_bins mailplex-smtpd
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=mx.test" \
-	-addext "subjectAltName=DNS:mx.test,IP:$IP" \
-	-keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
-chmod 644 "$T/key.pem" "$T/cert.pem"
-mkdir "$T/ctl"
-chown nobody "$T/ctl" 2>/dev/null || chmod 777 "$T/ctl"
+make_cert mx.test "DNS:mx.test,IP:$IP"
+ctl_dir
 
 # Back ends that do not exist: nothing is delivered while the receivers are tested.
 cat >"$T/map" <<MAP
@@ -111,9 +80,7 @@ user mallory reject "This mailbox was closed"
 alias team: alice, bob
 rule /^r[a-z]+\$/ d2
 MAP
-"$BIN/mailplex-map" compile "$T/map" "$T/map.db" >"$T/map.out" 2>&1 ||
-	die "map compile: $(cat "$T/map.out")"
-chmod 644 "$T/map.db"
+map_compile "$T/map" "$T/map.db"
 
 # ---- the main instance ----
 start main "$P1" "$T/spool" "$T/map.db"
@@ -262,15 +229,11 @@ fi
 
 # ---- RCPT-time verification against real back ends (Postfix's smtp-sink) ----
 if command -v smtp-sink >/dev/null 2>&1; then
-	mkdir "$T/sinkdump"
-	chown nobody "$T/sinkdump" 2>/dev/null || chmod 777 "$T/sinkdump"
-	smtp-sink -u nobody -d "$T/sinkdump/%M." "$VB:$PGOOD" 10 >/dev/null 2>&1 &
-	SINKS="$SINKS $!"
-	GOOD=$!
-	smtp-sink -u nobody -L -f RCPT -B "550 5.1.1 no such user here" "$VB:$PBAD" 10 \
-		>/dev/null 2>&1 &
-	SINKS="$SINKS $!"
-	BAD=$!
+	SINK_BACKLOG=10
+	sink_start sinkdump "$VB:$PGOOD"
+	GOOD=$SINKPID_sinkdump
+	sink_start -n sinkbad "$VB:$PBAD" -L -f RCPT -B "550 5.1.1 no such user here"
+	BAD=$SINKPID_sinkbad
 	cat >"$T/vmap" <<MAP
 backend good smtp=$VB:$PGOOD imap=$VB:143 pop3=$VB:110 tls=off
 backend bad  lmtp=$VB:$PBAD imap=$VB:143 pop3=$VB:110 tls=off
@@ -281,18 +244,8 @@ user ghost bad
 user dave dead
 alias team: alice, ghost
 MAP
-	"$BIN/mailplex-map" compile "$T/vmap" "$T/vmap.db" >"$T/vmap.out" 2>&1 ||
-		die "map compile: $(cat "$T/vmap.out")"
-	chmod 644 "$T/vmap.db"
-	wait_addr() { python3 -c "
-import socket, sys, time
-for _ in range(50):
-    try:
-        socket.create_connection(('$VB', $1), 0.5).close(); sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)"; }
-	wait_addr "$PGOOD" && wait_addr "$PBAD" || die "smtp-sink did not start"
+	map_compile "$T/vmap" "$T/vmap.db"
+	wait_port "$VB" "$PGOOD" && wait_port "$VB" "$PBAD" || die "smtp-sink did not start"
 	EXTRA='verify_recipients = true; verify_timeout = "2s";' WORKERS=1 \
 		start verify "$P4" "$T/spool-verify" "$T/vmap.db"
 	# end to end: received, spooled, delivered by the queue runner the master forked
