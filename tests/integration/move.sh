@@ -266,6 +266,8 @@ $BIN/mailplexctl -f "$T/kill.conf" move gus --to d2 >"$T/kill.out" 2>&1
 check "a move killed during its copy dies (exit 137)" test $? = 137
 check "move status shows it running, stopped after queue-drained" sh -c \
 	"$CTL move status gus | grep -q '^gus@mail.test .* running .*queue-drained '"
+check "the killed copy's password file stayed in the private state directory" \
+	test -f "$T/moves/gus@mail.test.copy/master.pass"
 check "meanwhile gus's mail is deferred with 4xx" python3 - $MX $SMTPD <<'PY'
 import smtplib, sys
 s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=10)
@@ -282,6 +284,8 @@ check "running it again resumes after queue-drained and finishes" sh -c \
 	"$CTL move gus --to d2 >'$T/resume.out' 2>&1 && grep -q 'resuming after step queue-drained' '$T/resume.out' &&
 	grep -q 'done: published on d2' '$T/resume.out'"
 check "gus's mail is on d2" test "$(msgids $BE2 $IMAP2 gus | wc -l)" = 3
+check "the resumed move removed the private directory and the password in it" \
+	test ! -e "$T/moves/gus@mail.test.copy"
 
 # ---- a batch: erin (under the rule: a user line is appended) and frank ----
 cat >"$T/batch" <<B

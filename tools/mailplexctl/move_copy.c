@@ -94,24 +94,48 @@ tail_add(char *tail, size_t *tlen, const char *buf, size_t n)
 	*tlen += n;
 }
 
-/* The private directory and the password file in it (no newline: Dovecot's "<file"). */
-static int
-copy_prepare(const struct move_ctx *ctx, char *tmpdir, size_t tlen, char *pwfile, size_t plen,
-             char *err, size_t errlen)
+/* Removes what the command and we left in the private directory (one level), then it. */
+static void
+copy_cleanup(const char *tmpdir, const char *pwfile)
 {
-	const char *base = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+	struct dirent *de;
+	DIR *d;
+
+	(void)unlink(pwfile);
+	if (rmdir(tmpdir) == 0 || errno == ENOENT)
+		return;
+	/* The command may have left files there (a generated dovecot.conf). */
+	if ((d = opendir(tmpdir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	(void)closedir(d);
+	(void)rmdir(tmpdir);
+}
+
+/*
+ * The private directory and the password file in it (no newline: Dovecot's "<file").
+ * It is USER.copy inside move.state_dir (0700, root's), not under /tmp: a move killed
+ * during its copy leaves the password only there, and the next run (the resume) clears
+ * what is left before it starts.
+ */
+static int
+copy_prepare(const struct move_ctx *ctx, const struct move_state *st, char *tmpdir, size_t tlen,
+             char *pwfile, size_t plen, char *err, size_t errlen)
+{
 	size_t len, o = 0;
 	ssize_t n;
 	int fd;
 
-	if (str_format(tmpdir, tlen, "%s/mailplex-move.XXXXXX", base) == -1 ||
-	    mkdtemp(tmpdir) == NULL) {
-		err_set(err, errlen, "a private temporary directory: %s", strerror(errno));
+	if (move_state_path(ctx->conf, st->user, ".copy", tmpdir, tlen) == -1 ||
+	    str_format(pwfile, plen, "%s/master.pass", tmpdir) == -1) {
+		err_set(err, errlen, "private directory path too long");
 		return -1;
 	}
-	if (str_format(pwfile, plen, "%s/master.pass", tmpdir) == -1) {
-		err_set(err, errlen, "temporary path too long");
-		(void)rmdir(tmpdir);
+	copy_cleanup(tmpdir, pwfile);
+	if (mkdir(tmpdir, 0700) == -1) {
+		err_set(err, errlen, "%s: %s", tmpdir, strerror(errno));
 		return -1;
 	}
 	if (!ctx->have_password)
@@ -139,26 +163,6 @@ copy_prepare(const struct move_ctx *ctx, char *tmpdir, size_t tlen, char *pwfile
 	return 0;
 }
 
-/* Removes what the command and we left in the private directory (one level). */
-static void
-copy_cleanup(const char *tmpdir, const char *pwfile)
-{
-	struct dirent *de;
-	DIR *d;
-
-	(void)unlink(pwfile);
-	if (rmdir(tmpdir) == 0)
-		return;
-	/* The command may have left files there (a generated dovecot.conf). */
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			(void)unlinkat(dirfd(d), de->d_name, 0);
-	(void)closedir(d);
-	(void)rmdir(tmpdir);
-}
-
 int
 move_copy(const struct move_ctx *ctx, const struct move_state *st, const struct map_backend *oldb,
           const struct map_backend *newb, char *err, size_t errlen)
@@ -174,7 +178,7 @@ move_copy(const struct move_ctx *ctx, const struct move_state *st, const struct 
 		        oldb->imap.host[0] == '\0' ? oldb->name : newb->name);
 		return -1;
 	}
-	if (copy_prepare(ctx, tmpdir, sizeof(tmpdir), pwfile, sizeof(pwfile), err, errlen) == -1)
+	if (copy_prepare(ctx, st, tmpdir, sizeof(tmpdir), pwfile, sizeof(pwfile), err, errlen) == -1)
 		return -1;
 	if (pipe2(fds, O_CLOEXEC) == -1) {
 		err_set(err, errlen, "pipe: %s", strerror(errno));
