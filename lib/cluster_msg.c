@@ -163,36 +163,6 @@ cluster_key_load(const char *path, struct cluster_key *key, char *err, size_t er
 	return rc;
 }
 
-static void
-put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void
-put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint16_t
-get_u16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint64_t
-get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* Names travel into log lines and IPVS status: letters, digits, '.', '-', '_' only. */
 static int
 name_valid(const char *s, size_t len)
@@ -252,7 +222,7 @@ cluster_msg_encode(const struct cluster_key *key, const struct cluster_msg *m, u
 	p[5] = (uint8_t)m->type;
 	p[6] = m->code;
 	p[7] = m->ready;
-	put_u64(p + 8, m->time_ms);
+	be_put64(p + 8, m->time_ms);
 	memcpy(p + 16, m->nonce, CLUSTER_NONCE_BYTES);
 	memcpy(p + 32, m->echo, CLUSTER_NONCE_BYTES);
 	if (m->af == AF_INET) {
@@ -262,11 +232,11 @@ cluster_msg_encode(const struct cluster_key *key, const struct cluster_msg *m, u
 		p[48] = 6;
 		memcpy(p + 49, m->addr, 16);
 	}
-	put_u16(p + 65, m->weight);
-	put_u64(p + 67, m->spool_free);
-	put_u64(p + 75, m->map_version);
+	be_put16(p + 65, m->weight);
+	be_put64(p + 67, m->spool_free);
+	be_put64(p + 75, m->map_version);
 	if (version == MSG_VERSION_2)
-		put_u64(p + 83, m->map_in_force);
+		be_put64(p + 83, m->map_in_force);
 	p[off++] = (uint8_t)namelen;
 	memcpy(p + off, m->name, namelen);
 	off += namelen;
@@ -286,7 +256,7 @@ cluster_msg_encode(const struct cluster_key *key, const struct cluster_msg *m, u
 		p[off++] = (uint8_t)sl;
 		memcpy(p + off, s->name, sl);
 		off += sl;
-		put_u16(p + off, s->port);
+		be_put16(p + off, s->port);
 		off += 2;
 	}
 	if (outlen < off + CLUSTER_MAC_BYTES || off + CLUSTER_MAC_BYTES > CLUSTER_MSG_MAX_BYTES) {
@@ -320,7 +290,7 @@ msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 	if (m->type == CLUSTER_MSG_REPLY && m->code > CLUSTER_REPLY_DRAINING)
 		return -1;
 	m->ready = p[7];
-	m->time_ms = get_u64(p + 8);
+	m->time_ms = be_get64(p + 8);
 	memcpy(m->nonce, p + 16, CLUSTER_NONCE_BYTES);
 	memcpy(m->echo, p + 32, CLUSTER_NONCE_BYTES);
 	/* One encoding per message: bytes an address does not use are zero. */
@@ -344,11 +314,11 @@ msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 	default:
 		return -1;
 	}
-	m->weight = get_u16(p + 65);
-	m->spool_free = get_u64(p + 67);
-	m->map_version = get_u64(p + 75);
+	m->weight = be_get16(p + 65);
+	m->spool_free = be_get64(p + 67);
+	m->map_version = be_get64(p + 75);
 	if (m->version == MSG_VERSION_2)
-		m->map_in_force = get_u64(p + 83);
+		m->map_in_force = be_get64(p + 83);
 	namelen = p[off++];
 	if (namelen == 0 || namelen >= sizeof(m->name) || off + namelen + 1 > len ||
 	    !name_valid((const char *)p + off, namelen))
@@ -370,7 +340,7 @@ msg_decode(const uint8_t *p, size_t len, struct cluster_msg *m)
 			return -1;
 		memcpy(s->name, p + off, sl);
 		off += sl;
-		s->port = get_u16(p + off);
+		s->port = be_get16(p + off);
 		off += 2;
 	}
 	/* Joins and heartbeats say who and where; no trailing bytes anywhere. */

@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 
 #include "map_fetch.h"
+#include "util.h"
 
 #define REQ_MAGIC   "MPXF"
 #define HDR_MAGIC   "MPXM"
@@ -22,23 +23,6 @@
 #define REQ_NAME_AT 38
 #define REQ_BODY    (MAP_FETCH_REQ_BYTES - CLUSTER_MAC_BYTES)
 #define HDR_BODY    (MAP_FETCH_HDR_BYTES - CLUSTER_MAC_BYTES)
-
-static void
-put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t
-get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static int
 mac_of(const struct cluster_key *key, const uint8_t *buf, size_t len, uint8_t *mac)
@@ -92,9 +76,9 @@ map_fetch_req_encode(const struct cluster_key *key, const struct map_fetch_req *
 	memcpy(out, REQ_MAGIC, 4);
 	out[4] = FETCH_VER;
 	out[5] = REQ_TYPE;
-	put_u64(out + 6, req->time_ms);
+	be_put64(out + 6, req->time_ms);
 	memcpy(out + 14, req->nonce, CLUSTER_NONCE_BYTES);
-	put_u64(out + 30, req->have_version);
+	be_put64(out + 30, req->have_version);
 	memcpy(out + REQ_NAME_AT, req->name, namelen);
 	if (mac_of(key, out, REQ_BODY, out + REQ_BODY) == -1) {
 		errno = EIO;
@@ -123,9 +107,9 @@ map_fetch_req_open(const struct cluster_key *key, const uint8_t *buf, size_t len
 	for (size_t i = REQ_NAME_AT + namelen; i < REQ_BODY; i++)
 		if (buf[i] != 0)
 			return CLUSTER_ERR_FORMAT;
-	req->time_ms = get_u64(buf + 6);
+	req->time_ms = be_get64(buf + 6);
 	memcpy(req->nonce, buf + 14, CLUSTER_NONCE_BYTES);
-	req->have_version = get_u64(buf + 30);
+	req->have_version = be_get64(buf + 30);
 	memcpy(req->name, buf + REQ_NAME_AT, namelen);
 	if (!window_ok(req->time_ms, now_ms, window_ms))
 		return CLUSTER_ERR_STALE;
@@ -148,10 +132,10 @@ map_fetch_hdr_encode(const struct cluster_key *key, const struct map_fetch_hdr *
 	memcpy(out, HDR_MAGIC, 4);
 	out[4] = FETCH_VER;
 	out[5] = hdr->status;
-	put_u64(out + 6, hdr->time_ms);
+	be_put64(out + 6, hdr->time_ms);
 	memcpy(out + 14, hdr->echo, CLUSTER_NONCE_BYTES);
-	put_u64(out + 30, hdr->version);
-	put_u64(out + 38, hdr->length);
+	be_put64(out + 30, hdr->version);
+	be_put64(out + 38, hdr->length);
 	memcpy(out + 46, hdr->sha256, MAP_FETCH_SHA_BYTES);
 	if (mac_of(key, out, HDR_BODY, out + HDR_BODY) == -1) {
 		errno = EIO;
@@ -173,10 +157,10 @@ map_fetch_hdr_open(const struct cluster_key *key, const uint8_t *buf, size_t len
 	if (memcmp(buf, HDR_MAGIC, 4) != 0 || buf[4] != FETCH_VER || buf[5] > MAP_FETCH_NONE)
 		return CLUSTER_ERR_FORMAT;
 	hdr->status = buf[5];
-	hdr->time_ms = get_u64(buf + 6);
+	hdr->time_ms = be_get64(buf + 6);
 	memcpy(hdr->echo, buf + 14, CLUSTER_NONCE_BYTES);
-	hdr->version = get_u64(buf + 30);
-	hdr->length = get_u64(buf + 38);
+	hdr->version = be_get64(buf + 30);
+	hdr->length = be_get64(buf + 38);
 	memcpy(hdr->sha256, buf + 46, MAP_FETCH_SHA_BYTES);
 	if ((hdr->status != MAP_FETCH_OK && hdr->length != 0) ||
 	    hdr->length > MAP_FETCH_DB_MAX_BYTES)

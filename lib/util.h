@@ -32,4 +32,35 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t time_mono_ms(void);
 
+/* Big-endian integers in wire formats (cluster datagrams, map transfer headers). */
+static inline void
+be_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void
+be_put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint16_t
+be_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint64_t
+be_get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 #endif
