@@ -63,24 +63,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 
-wait_port() { # ADDR PORT: bounded, 20 s
-	python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-for _ in range(200):
-    try:
-        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
+# wait_port ADDR PORT [SECONDS] from the integration tests' shared functions (definitions only).
+. "$(dirname "$0")/../tests/integration/lib.sh"
 
 # ---- the sink: counts messages (-c writes a running counter) ----
 mkdir "$W/sink"
 smtp-sink -u postfix -c -m 2000 "$SINK_IP:$SINK_PORT" 1024 >"$W/sink/counter.out" 2>"$W/sink.err" &
 SINKPID=$!
-wait_port "$SINK_IP" "$SINK_PORT" || { echo "bench-smtp: smtp-sink did not start" >&2; exit 1; }
+wait_port "$SINK_IP" "$SINK_PORT" 20 || { echo "bench-smtp: smtp-sink did not start" >&2; exit 1; }
 
 # ---- Postfix as the relay (as in bench-anchors' setup-anchors.sh) ----
 PF=$W/postfix
@@ -146,7 +136,7 @@ postmap -c "$PF/etc" "hash:$PF/etc/transport" || exit 1
 timeout 60 postfix -c "$PF/etc" start >"$W/postfix-start.log" 2>&1 ||
 	{ echo "bench-smtp: postfix start: $(cat "$W/postfix-start.log")" >&2; exit 1; }
 PF_STARTED=1
-wait_port "$PF_IP" "$PF_PORT" || { echo "bench-smtp: Postfix did not start" >&2; exit 1; }
+wait_port "$PF_IP" "$PF_PORT" 20 || { echo "bench-smtp: Postfix did not start" >&2; exit 1; }
 
 # ---- mailplex-smtpd: the same domain to the same sink over SMTP ----
 cat >"$W/map" <<EOF
@@ -181,12 +171,12 @@ EOF
 mx_conf mx "$MX_PORT" "$WORKERS" >"$W/mx.conf"
 "$bindir/mailplex-smtpd" -d -f "$W/mx.conf" >"$W/mx.log" 2>&1 &
 MXPID=$!
-wait_port "$MX_IP" "$MX_PORT" || { echo "bench-smtp: mailplex-smtpd did not start: $(tail -5 "$W/mx.log")" >&2; exit 1; }
+wait_port "$MX_IP" "$MX_PORT" 20 || { echo "bench-smtp: mailplex-smtpd did not start: $(tail -5 "$W/mx.log")" >&2; exit 1; }
 if [ -n "$BASEBIN" ]; then
 	mx_conf mb "$MB_PORT" "$BASE_WORKERS" >"$W/mb.conf"
 	"$BASEBIN/mailplex-smtpd" -d -f "$W/mb.conf" >"$W/mb.log" 2>&1 &
 	MBPID=$!
-	wait_port "$MX_IP" "$MB_PORT" || { echo "bench-smtp: mailplex-base did not start: $(tail -5 "$W/mb.log")" >&2; exit 1; }
+	wait_port "$MX_IP" "$MB_PORT" 20 || { echo "bench-smtp: mailplex-base did not start: $(tail -5 "$W/mb.log")" >&2; exit 1; }
 fi
 
 sink_count() { # the last "mesg=N" smtp-sink -c wrote

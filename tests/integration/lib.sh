@@ -64,10 +64,10 @@ wait_for() { # DESCRIPTION COMMAND...: retries COMMAND every 0.2 s, $WAIT_FOR_TR
 	return 1
 }
 
-wait_port() { # ADDR PORT: until a TCP connect succeeds, bounded (10 s)
-	python3 - "$1" "$2" <<'PY'
+wait_port() { # ADDR PORT [SECONDS]: until a TCP connect succeeds, bounded (default 10 s)
+	python3 - "$1" "$2" "${3:-10}" <<'PY'
 import socket, sys, time
-for _ in range(100):
+for _ in range(int(sys.argv[3]) * 10):
     try:
         socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
         sys.exit(0)
