@@ -125,7 +125,8 @@ queue_qids_add(struct queue_qids *q, const char *qid)
 }
 
 /*
- * queue/QID goes first and durably: if a crash left the state log without the message,
+ * queue/QID goes first (into the spool's pool of files for reuse, or unlinked) and durably:
+ * if a crash left the state log without the message,
  * nothing is lost; the other way round, the message would be delivered again. The fsync
  * of queue/ is shared by every removal made before it starts (queue_removals_sync, before
  * the loop sleeps): with many deliveries finishing together one fsync covers them all.
@@ -133,11 +134,8 @@ queue_qids_add(struct queue_qids *q, const char *qid)
 static void
 msg_remove_files(struct queue_ctx *ctx, struct queue_msg *m)
 {
-	char path[4200];
-
-	if (str_format(path, sizeof(path), "%s/%s", ctx->queue_dir, m->qid) == 0 &&
-	    unlink(path) == -1 && errno != ENOENT)
-		log_warn("%s: unlink %s", m->qid, path);
+	if (spool_remove(ctx->spool, m->qid, m->size) == -1 && errno != ENOENT)
+		log_warn("%s: remove %s/%s", m->qid, ctx->queue_dir, m->qid);
 	/* Should this fail, the log stays: queue_scan removes it at the next start. */
 	if (m->has_log && queue_qids_add(&ctx->rm_wait, m->qid) == -1)
 		log_warnx("%s: out of memory: state log left until the next start", m->qid);

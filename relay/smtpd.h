@@ -139,9 +139,9 @@ struct smtpd_ctx {
 	 * as soon as it is back, for whatever gathered meanwhile.
 	 */
 	struct spool_fsync *fsync;
-	struct spool_fsync_job queue_job; /* the fsync of queue/ */
-	struct spool_fsync_job tmp_job;   /* and of tmp/, best effort (spool_tmp_fd) */
-	int queue_syncing;                /* of the two, how many are out */
+	struct spool_fsync_job queue_job;  /* the fsync of queue/ */
+	struct spool_fsync_job src_job[2]; /* and of tmp/, free/, best effort (spool_source_fds) */
+	int queue_syncing;                 /* of those jobs, how many are out */
 	struct smtpd_session *names_wait, *names_sync;
 	struct spool_fsync_job *inline_done; /* fsynced on the loop (pool full): answered soon */
 	struct ev_timer commit_timer;        /* runs inline_done */

@@ -144,7 +144,7 @@ hostname_set(const struct mailplex_conf *conf, char *buf, size_t len)
 static void
 spool_prepare(const struct mailplex_conf *conf)
 {
-	static const char *const subs[] = {"", "/tmp", "/queue", "/state"};
+	static const char *const subs[] = {"", "/tmp", "/queue", "/state", "/free"};
 	struct spool *sp;
 	char err[512], path[1100];
 	uid_t uid = 0;

@@ -581,6 +581,7 @@ static void
 smtpd_queue_sync_start(struct smtpd_ctx *ctx)
 {
 	struct smtpd_session *s;
+	int fds[2], i, n;
 
 	if (ctx->queue_syncing || ctx->names_wait == NULL)
 		return;
@@ -588,13 +589,16 @@ smtpd_queue_sync_start(struct smtpd_ctx *ctx)
 	ctx->names_wait = NULL;
 	for (s = ctx->names_sync; s != NULL; s = s->commit_next)
 		s->commit_list = SMTPD_NAMES_SYNC;
-	ctx->queue_syncing = 2;
+	n = spool_source_fds(ctx->spool, fds);
+	ctx->queue_syncing = 1 + n;
 	ctx->queue_job.fd = spool_queue_fd(ctx->spool);
 	ctx->queue_job.arg = NULL;
-	ctx->tmp_job.fd = spool_tmp_fd(ctx->spool);
-	ctx->tmp_job.arg = NULL;
 	smtpd_commit_submit(ctx, &ctx->queue_job);
-	smtpd_commit_submit(ctx, &ctx->tmp_job);
+	for (i = 0; i < n; i++) {
+		ctx->src_job[i].fd = fds[i];
+		ctx->src_job[i].arg = NULL;
+		smtpd_commit_submit(ctx, &ctx->src_job[i]);
+	}
 }
 
 /*
@@ -688,7 +692,7 @@ smtpd_commit_file_done(struct smtpd_ctx *ctx, struct smtpd_commit *c)
 	ctx->names_wait = s;
 }
 
-/* The fsyncs of queue/ and tmp/ are back: every name renamed before they started is answered. */
+/* The fsyncs of queue/ and tmp/ or free/ are back: every name renamed before they started is answered. */
 static void
 smtpd_commit_queue_done(struct smtpd_ctx *ctx)
 {
@@ -696,7 +700,7 @@ smtpd_commit_queue_done(struct smtpd_ctx *ctx)
 	char err[512];
 	int tf = 0, ok;
 
-	/* tmp/'s result is not looked at: best effort, as in spool_sync_queue */
+	/* tmp/'s and free/'s results are not looked at: best effort, as in spool_sync_queue */
 	ok = spool_queue_synced(ctx->spool, ctx->queue_job.error, &tf, err, sizeof(err)) == 0;
 	if (!ok)
 		log_warnx("spool: %s: the messages waiting for it are not acknowledged", err);
@@ -726,7 +730,7 @@ smtpd_commit_run(struct smtpd_ctx *ctx, struct spool_fsync_job *list)
 
 	for (j = list; j != NULL; j = next) {
 		next = j->next;
-		if (j == &ctx->queue_job || j == &ctx->tmp_job)
+		if (j == &ctx->queue_job || j == &ctx->src_job[0] || j == &ctx->src_job[1])
 			queue_done = --ctx->queue_syncing == 0;
 		else
 			smtpd_commit_file_done(ctx, j->arg);

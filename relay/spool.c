@@ -31,19 +31,45 @@
 #define SPOOL_READ_CHUNK      (64 * 1024)
 #define SPOOL_QID_TIME_DIGITS 13
 #define SPOOL_QID_LEN         (SPOOL_QID_TIME_DIGITS + 6 + 4)
+/*
+ * The pool of delivered files kept for reuse in free/ (see spool.h): at most this many,
+ * each at most this large, so it holds at most 64 MiB; a writer takes up to a batch of
+ * its own names per directory read and, having found none, reads again only after a pause.
+ */
+#define SPOOL_POOL_FILES_MAX  256
+#define SPOOL_POOL_FILE_BYTES (256 * 1024)
+#define SPOOL_POOL_BATCH      64
+#define SPOOL_POOL_RESCAN_MS  100
+#define SPOOL_POOL_RECOUNT_MS 50
 
 struct spool {
 	char dir[1024];
 	int dirfd;
 	int tmpfd;   /* tmp/ */
 	int queuefd; /* queue/ */
+	int freefd;  /* free/ */
 	unsigned counter;
+	/* a writer's side of the pool: names of its own files in free/, taken one by one */
+	char pool[SPOOL_POOL_BATCH][SPOOL_QID_MAX + 1];
+	size_t npool;
+	struct spool_writer *reusing; /* writers of reused files still in free/ */
+	uint64_t pool_rescan_ms; /* no read of free/ before this */
+	/* the runner's side: files put into free/ since it last counted them */
+	unsigned pool_count;
+	uint64_t pool_recount_ms;
+	/* a name left tmp/ or free/ for queue/ since spool_source_fds */
+	int tmp_moved, free_moved;
 };
 
 struct spool_writer {
 	struct spool *sp;
 	char qid[SPOOL_QID_MAX + 1];
 	int fd;
+	int srcfd;                       /* tmp/ for a new file, free/ for a reused one */
+	char srcname[SPOOL_QID_MAX + 1]; /* its name there */
+	off_t reused_size;               /* a reused file's old size: cut back to written */
+	struct spool_writer *reusing_next, **reusing_prev; /* on sp->reusing while in free/ */
+	off_t written;
 	size_t wlen;
 	uint8_t wbuf[SPOOL_WBUF_BYTES];
 };
@@ -86,7 +112,7 @@ spool_open(const char *dir, char *err, size_t errlen)
 		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
-	sp->dirfd = sp->tmpfd = sp->queuefd = -1;
+	sp->dirfd = sp->tmpfd = sp->queuefd = sp->freefd = -1;
 	if (str_copy(sp->dir, sizeof(sp->dir), dir) == -1) {
 		err_set(err, errlen, "%s: path too long", dir);
 		goto fail;
@@ -101,6 +127,7 @@ spool_open(const char *dir, char *err, size_t errlen)
 	}
 	if ((sp->tmpfd = spool_open_sub(sp->dirfd, "tmp", err, errlen)) == -1 ||
 	    (sp->queuefd = spool_open_sub(sp->dirfd, "queue", err, errlen)) == -1 ||
+	    (sp->freefd = spool_open_sub(sp->dirfd, "free", err, errlen)) == -1 ||
 	    spool_mkdir_at(sp->dirfd, "state", err, errlen) == -1)
 		goto fail;
 	/* The new subdirectories must survive a crash before anything is written in them. */
@@ -123,6 +150,8 @@ spool_close(struct spool *sp)
 		close(sp->tmpfd);
 	if (sp->queuefd != -1)
 		close(sp->queuefd);
+	if (sp->freefd != -1)
+		close(sp->freefd);
 	if (sp->dirfd != -1)
 		close(sp->dirfd);
 	free(sp);
@@ -134,33 +163,47 @@ spool_dir(const struct spool *sp)
 	return sp->dir;
 }
 
-/* Removes the tmp/ files whose queue id names pid (all of them when pid is 0). */
+/* The 6 hex digits a queue id carries for its writer's pid (see spool_qid_make). */
 static int
-spool_clean_tmp(struct spool *sp, pid_t pid, char *err, size_t errlen)
+spool_pid_tag(pid_t pid, char tag[8])
+{
+	return str_format(tag, 8, "%06X", (unsigned)pid & 0xFFFFFFu);
+}
+
+static int
+spool_name_has_tag(const char *name, const char *tag)
+{
+	/* QID layout (spool_qid_make): 13 digits of time, 6 of pid, 4 of counter */
+	return strlen(name) == SPOOL_QID_LEN &&
+	       memcmp(name + SPOOL_QID_TIME_DIGITS, tag, 6) == 0;
+}
+
+/* Removes the files in tmp/ or free/ (sub) whose queue id names pid (all when pid is 0). */
+static int
+spool_clean_dir(struct spool *sp, int dirfd, const char *sub, pid_t pid, char *err,
+                size_t errlen)
 {
 	DIR *d;
 	struct dirent *de;
 	char tag[8];
 	int fd, n = 0;
 
-	if (str_format(tag, sizeof(tag), "%06X", (unsigned)pid & 0xFFFFFFu) == -1)
+	if (spool_pid_tag(pid, tag) == -1)
 		return -1;
-	if ((fd = dup(sp->tmpfd)) == -1 || (d = fdopendir(fd)) == NULL) {
-		err_set(err, errlen, "%s/tmp: %s", sp->dir, strerror(errno));
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    (d = fdopendir(fd)) == NULL) {
+		err_set(err, errlen, "%s/%s: %s", sp->dir, sub, strerror(errno));
 		if (fd != -1)
 			close(fd);
 		return -1;
 	}
-	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		/* QID layout (spool_qid_make): 13 digits of time, 6 of pid, 4 of counter */
-		if (pid != 0 && (strlen(de->d_name) != SPOOL_QID_LEN ||
-		                 memcmp(de->d_name + SPOOL_QID_TIME_DIGITS, tag, 6) != 0))
+		if (pid != 0 && !spool_name_has_tag(de->d_name, tag))
 			continue;
-		if (unlinkat(sp->tmpfd, de->d_name, 0) == -1) {
-			err_set(err, errlen, "unlink %s/tmp/%s: %s", sp->dir, de->d_name,
+		if (unlinkat(dirfd, de->d_name, 0) == -1) {
+			err_set(err, errlen, "unlink %s/%s/%s: %s", sp->dir, sub, de->d_name,
 			        strerror(errno));
 			closedir(d);
 			return -1;
@@ -168,17 +211,35 @@ spool_clean_tmp(struct spool *sp, pid_t pid, char *err, size_t errlen)
 		n++;
 	}
 	closedir(d);
-	if (n > 0 && fsync(sp->tmpfd) == -1) {
-		err_set(err, errlen, "fsync %s/tmp: %s", sp->dir, strerror(errno));
+	if (n > 0 && fsync(dirfd) == -1) {
+		err_set(err, errlen, "fsync %s/%s: %s", sp->dir, sub, strerror(errno));
 		return -1;
 	}
+	return n;
+}
+
+/*
+ * tmp/ is never acknowledged; free/ is the pool of delivered files, rewritten before any
+ * reuse, so emptying it loses nothing. (After a crash on a file system without a journal a
+ * name may come back in free/ next to its queue/ name: unlinking it drops only that link.)
+ * The count is of tmp/ only: the partial messages.
+ */
+static int
+spool_clean(struct spool *sp, pid_t pid, char *err, size_t errlen)
+{
+	int n;
+
+	if ((n = spool_clean_dir(sp, sp->tmpfd, "tmp", pid, err, errlen)) == -1 ||
+	    spool_clean_dir(sp, sp->freefd, "free", pid, err, errlen) == -1)
+		return -1;
+	sp->npool = 0;
 	return n;
 }
 
 int
 spool_recover(struct spool *sp, char *err, size_t errlen)
 {
-	return spool_clean_tmp(sp, 0, err, errlen);
+	return spool_clean(sp, 0, err, errlen);
 }
 
 int
@@ -188,7 +249,7 @@ spool_recover_pid(struct spool *sp, pid_t pid, char *err, size_t errlen)
 		err_set(err, errlen, "bad pid");
 		return -1;
 	}
-	return spool_clean_tmp(sp, pid, err, errlen);
+	return spool_clean(sp, pid, err, errlen);
 }
 
 /* Microseconds, pid and a per-process counter: unique even for two writers in one tick. */
@@ -596,6 +657,96 @@ spool_write_all(int fd, const void *p, size_t n, int *tempfail, char *err, size_
 	return 0;
 }
 
+/* A file of the pool this process is rewriting right now (still named in free/). */
+static int
+spool_pool_busy(const struct spool *sp, const char *name)
+{
+	const struct spool_writer *w;
+
+	for (w = sp->reusing; w != NULL; w = w->reusing_next)
+		if (strcmp(w->srcname, name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+spool_writer_unbusy(struct spool_writer *w)
+{
+	if (w->reusing_prev == NULL)
+		return;
+	if (w->reusing_next != NULL)
+		w->reusing_next->reusing_prev = w->reusing_prev;
+	*w->reusing_prev = w->reusing_next;
+	w->reusing_next = NULL;
+	w->reusing_prev = NULL;
+}
+
+/*
+ * The writer's next file from the pool: one of its own names in free/ (a name carries its
+ * writer's pid, so no other process takes it, and none that a writer of this process is
+ * rewriting: spool_pool_busy). Reads free/ when its list is empty, but after a read that
+ * found nothing not again for SPOOL_POOL_RESCAN_MS. 1 with name set, 0.
+ */
+static int
+spool_pool_take(struct spool *sp, char *name, size_t namelen)
+{
+	DIR *d;
+	struct dirent *de;
+	char tag[8];
+	uint64_t now;
+	int fd;
+
+	if (sp->npool == 0) {
+		now = time_mono_ms();
+		if (now < sp->pool_rescan_ms || spool_pid_tag(getpid(), tag) == -1)
+			return 0;
+		if ((fd = openat(sp->freefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+			return 0;
+		if ((d = fdopendir(fd)) == NULL) {
+			close(fd);
+			return 0;
+		}
+		while (sp->npool < SPOOL_POOL_BATCH && (de = readdir(d)) != NULL)
+			if (spool_name_has_tag(de->d_name, tag) && !spool_pool_busy(sp, de->d_name))
+				str_copy(sp->pool[sp->npool++], sizeof(sp->pool[0]), de->d_name);
+		closedir(d);
+		if (sp->npool == 0) {
+			sp->pool_rescan_ms = now + SPOOL_POOL_RESCAN_MS;
+			return 0;
+		}
+	}
+	return str_copy(name, namelen, sp->pool[--sp->npool]) == 0;
+}
+
+/* A reused file: opened for overwriting from its start (no O_TRUNC: its blocks stay). */
+static int
+spool_writer_reuse(struct spool_writer *w)
+{
+	struct spool *sp = w->sp;
+	struct stat sb;
+
+	while (spool_pool_take(sp, w->srcname, sizeof(w->srcname))) {
+		w->fd = openat(sp->freefd, w->srcname, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (w->fd == -1)
+			continue; /* gone (a clean-up): the next one */
+		if (fstat(w->fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+			close(w->fd);
+			w->fd = -1;
+			(void)unlinkat(sp->freefd, w->srcname, 0);
+			continue;
+		}
+		w->srcfd = sp->freefd;
+		w->reused_size = sb.st_size;
+		w->reusing_next = sp->reusing;
+		if (sp->reusing != NULL)
+			sp->reusing->reusing_prev = &w->reusing_next;
+		w->reusing_prev = &sp->reusing;
+		sp->reusing = w;
+		return 0;
+	}
+	return -1;
+}
+
 struct spool_writer *
 spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, char *err,
                  size_t errlen)
@@ -613,12 +764,18 @@ spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, ch
 	}
 	w->sp = sp;
 	w->fd = -1;
-	for (tries = 0; tries < 8 && w->fd == -1; tries++) {
-		if (spool_qid_make(sp, w->qid, sizeof(w->qid)) == -1)
-			break;
-		w->fd = openat(sp->tmpfd, w->qid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (w->fd == -1 && errno != EEXIST)
-			break;
+	if (spool_qid_make(sp, w->qid, sizeof(w->qid)) == 0 && spool_writer_reuse(w) == -1) {
+		/* A new file in tmp/: the exclusive create also proves the queue id unused. */
+		w->srcfd = sp->tmpfd;
+		for (tries = 0; tries < 8 && w->fd == -1; tries++) {
+			if (tries > 0 && spool_qid_make(sp, w->qid, sizeof(w->qid)) == -1)
+				break;
+			w->fd = openat(sp->tmpfd, w->qid,
+			               O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (w->fd == -1 && errno != EEXIST)
+				break;
+		}
+		str_copy(w->srcname, sizeof(w->srcname), w->qid);
 	}
 	if (w->fd == -1) {
 		*tempfail = 1;
@@ -640,6 +797,8 @@ spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, ch
 		free(enc);
 		spool_writer_abort(w);
 		return NULL;
+	} else {
+		w->written += (off_t)enclen;
 	}
 	free(enc);
 	return w;
@@ -652,6 +811,7 @@ spool_writer_flush(struct spool_writer *w, int *tempfail, char *err, size_t errl
 		return 0;
 	if (spool_write_all(w->fd, w->wbuf, w->wlen, tempfail, err, errlen) == -1)
 		return -1;
+	w->written += (off_t)w->wlen;
 	w->wlen = 0;
 	return 0;
 }
@@ -679,6 +839,12 @@ spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *temp
 	return 0;
 }
 
+static const char *
+spool_writer_src(const struct spool_writer *w)
+{
+	return w->srcfd == w->sp->freefd ? "free" : "tmp";
+}
+
 int
 spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
 {
@@ -687,13 +853,21 @@ spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t err
 		spool_writer_abort(w);
 		return -1;
 	}
+	/* A reused file longer than this message: its old tail must go (the body ends at EOF). */
+	if (w->reused_size > w->written && ftruncate(w->fd, w->written) == -1) {
+		*tempfail = spool_errno_tempfail(errno);
+		err_set(err, errlen, "truncate %s/free/%s: %s", w->sp->dir, w->srcname,
+		        strerror(errno));
+		spool_writer_abort(w);
+		return -1;
+	}
 	return w->fd;
 }
 
 /*
  * The order is what makes a 250 safe: the file's data, then the rename, then queue/ (the
- * new name) - after that a crash cannot lose it. tmp/ is fsynced with queue/ so that the
- * old name does not come back next to the new one (see spool_tmp_fd).
+ * new name) - after that a crash cannot lose it. tmp/ or free/ is fsynced with queue/ so
+ * that the old name does not come back next to the new one (see spool_source_fds).
  */
 int
 spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err, size_t errlen)
@@ -703,21 +877,29 @@ spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char 
 	*tempfail = 0;
 	if (sync_error != 0) {
 		*tempfail = spool_errno_tempfail(sync_error);
-		err_set(err, errlen, "fsync %s/tmp/%s: %s", sp->dir, w->qid, strerror(sync_error));
+		err_set(err, errlen, "fsync %s/%s/%s: %s", sp->dir, spool_writer_src(w),
+		        w->srcname, strerror(sync_error));
 		goto fail;
 	}
 	if (close(w->fd) == -1) {
 		w->fd = -1;
 		*tempfail = spool_errno_tempfail(errno);
-		err_set(err, errlen, "close %s/tmp/%s: %s", sp->dir, w->qid, strerror(errno));
+		err_set(err, errlen, "close %s/%s/%s: %s", sp->dir, spool_writer_src(w), w->srcname,
+		        strerror(errno));
 		goto fail;
 	}
 	w->fd = -1;
-	if (renameat(sp->tmpfd, w->qid, sp->queuefd, w->qid) == -1) {
-		*tempfail = spool_errno_tempfail(errno);
+	/* NOREPLACE: a reused file's queue id was never proven unused by an exclusive create. */
+	if (renameat2(w->srcfd, w->srcname, sp->queuefd, w->qid, RENAME_NOREPLACE) == -1) {
+		*tempfail = spool_errno_tempfail(errno) || errno == EEXIST;
 		err_set(err, errlen, "rename %s into queue/: %s", w->qid, strerror(errno));
 		goto fail;
 	}
+	if (w->srcfd == sp->freefd)
+		sp->free_moved = 1;
+	else
+		sp->tmp_moved = 1;
+	spool_writer_unbusy(w);
 	free(w);
 	return 0;
 fail:
@@ -742,9 +924,16 @@ spool_queue_fd(const struct spool *sp)
 }
 
 int
-spool_tmp_fd(const struct spool *sp)
+spool_source_fds(struct spool *sp, int fds[2])
 {
-	return sp->tmpfd;
+	int n = 0;
+
+	if (sp->tmp_moved)
+		fds[n++] = sp->tmpfd;
+	if (sp->free_moved)
+		fds[n++] = sp->freefd;
+	sp->tmp_moved = sp->free_moved = 0;
+	return n;
 }
 
 int
@@ -764,11 +953,59 @@ spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err, s
 int
 spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen)
 {
+	int fds[2], i, n;
+
 	if (spool_queue_synced(sp, fsync(sp->queuefd) == -1 ? errno : 0, tempfail, err, errlen) ==
 	    -1)
 		return -1;
-	(void)fsync(sp->tmpfd); /* best effort, see spool_tmp_fd */
+	n = spool_source_fds(sp, fds);
+	for (i = 0; i < n; i++)
+		(void)fsync(fds[i]); /* best effort, see spool_source_fds */
 	return 0;
+}
+
+/* Counts free/ again: the runner's idea of the pool's size, corrected now and then. */
+static unsigned
+spool_pool_count(struct spool *sp)
+{
+	DIR *d;
+	struct dirent *de;
+	unsigned n = 0;
+	int fd;
+
+	if ((fd = openat(sp->freefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return SPOOL_POOL_FILES_MAX;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return SPOOL_POOL_FILES_MAX;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+int
+spool_remove(struct spool *sp, const char *qid, uint64_t size)
+{
+	uint64_t now;
+
+	if (size <= SPOOL_POOL_FILE_BYTES && sp->pool_count >= SPOOL_POOL_FILES_MAX &&
+	    (now = time_mono_ms()) >= sp->pool_recount_ms) {
+		sp->pool_recount_ms = now + SPOOL_POOL_RECOUNT_MS;
+		sp->pool_count = spool_pool_count(sp);
+	}
+	if (size <= SPOOL_POOL_FILE_BYTES && sp->pool_count < SPOOL_POOL_FILES_MAX) {
+		if (renameat2(sp->queuefd, qid, sp->freefd, qid, RENAME_NOREPLACE) == 0) {
+			sp->pool_count++;
+			return 0;
+		}
+		if (errno == ENOENT)
+			return -1;
+		/* anything else (EEXIST after a crash, say): the file goes as it always did */
+	}
+	return unlinkat(sp->queuefd, qid, 0);
 }
 
 int
@@ -788,6 +1025,9 @@ spool_writer_abort(struct spool_writer *w)
 		return;
 	if (w->fd != -1)
 		close(w->fd);
-	(void)unlinkat(w->sp->tmpfd, w->qid, 0); /* spool_recover removes it if this fails */
+	/* Not back into the pool: its space may be what a full disk needs. spool_recover
+	 * removes it if this fails. */
+	(void)unlinkat(w->srcfd, w->srcname, 0);
+	spool_writer_unbusy(w);
 	free(w);
 }

@@ -7,6 +7,13 @@
  *
  * Layout under smtpd.spool (default /var/spool/mailplex):
  *   tmp/QID     being received; never read by the runner; removed by spool_recover()
+ *   free/QID    delivered messages' files kept for reuse: a writer overwrites one of
+ *               its own (the QID names its pid) instead of creating a file, and renames it
+ *               into queue/ under the new QID. Creating and unlinking a file per message
+ *               is most of the kernel's work per message on ext4 (inode allocation scans
+ *               past every recently freed inode when there is no journal); rewriting
+ *               blocks the file already has is not. Bounded (256 files of <= 256 KiB);
+ *               emptied by spool_recover(); never read by the runner.
  *   queue/QID   a complete message: envelope, then the body (with our Received: header)
  *               to end of file; immutable once renamed here
  *   state/QID   the runner's own per-recipient delivery log (see queue.h); never touched
@@ -101,16 +108,25 @@ int spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, c
                         size_t errlen);
 int spool_queue_fd(const struct spool *sp);
 /*
- * tmp/, fsynced together with queue/ before the 250, best effort: on a file system without
- * a journal a crash could otherwise leave the old name next to the new one with one link,
- * and spool_recover's removal of the old name would free the acknowledged message.
+ * The directories (tmp/, free/) names left for queue/ since the last call: fds[] gets 0 to
+ * 2 of them, to be fsynced together with queue/ before the 250, best effort: on a file
+ * system without a journal a crash could otherwise leave the old name next to the new one
+ * with one link, and spool_recover's removal of the old name would free the acknowledged
+ * message. Returns how many.
  */
-int spool_tmp_fd(const struct spool *sp);
+int spool_source_fds(struct spool *sp, int fds[2]);
 int spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err,
                        size_t errlen);
 int spool_writer_publish(struct spool_writer *w, int *tempfail, char *err, size_t errlen);
 int spool_sync_queue(struct spool *sp, int *tempfail, char *err, size_t errlen);
 void spool_writer_abort(struct spool_writer *w);
+
+/*
+ * The runner, a message done with: queue/QID goes into the pool (free/) when the file is
+ * small and the pool not full, else it is unlinked. Either way the name leaves queue/ and
+ * the caller fsyncs queue/ as for an unlink. 0, or -1 with errno (ENOENT: already gone).
+ */
+int spool_remove(struct spool *sp, const char *qid, uint64_t size);
 
 /*
  * Reading: decodes an envelope from the start of a queue file (bounded: refuses anything

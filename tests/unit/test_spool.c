@@ -4,7 +4,8 @@
  * lengths and oversize fields; a writer killed before commit never shows in queue/ and
  * spool_recover removes its leftover; a committed message survives its writer's death;
  * a write the file system refuses is reported as a temporary failure; a file is renamed
- * into queue/ only after its fsync succeeded.
+ * into queue/ only after its fsync succeeded; a delivered message's file is reused (cut to
+ * the new message, never by two writers at once, small files only, emptied at start-up).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -473,6 +475,184 @@ test_field_longer_than_its_struct_member_is_refused(void **state)
 	assert_non_null(strstr(err, "record S"));
 }
 
+/* ---- the pool of delivered files (free/) ---- */
+
+static char big_body[20000];
+
+/* Writes one message with body (len bytes) and commits it; returns the queue file's inode. */
+static ino_t
+write_message(struct spool *sp, struct spool_envelope *env, const char *body, size_t len)
+{
+	char err[256], p[512];
+	struct spool_writer *w;
+	struct stat sb;
+	int tf;
+
+	assert_non_null(w = spool_writer_new(sp, env, &tf, err, sizeof(err)));
+	assert_int_equal(spool_writer_body(w, body, len, &tf, err, sizeof(err)), 0);
+	assert_int_equal(spool_writer_commit(w, &tf, err, sizeof(err)), 0);
+	assert_int_equal(str_format(p, sizeof(p), "%s/queue/%s", spool_path, env->qid), 0);
+	assert_int_equal(stat(p, &sb), 0);
+	return sb.st_ino;
+}
+
+/* The message reads back exactly: its envelope, then body to the end of the file. */
+static void
+assert_message(const struct spool_envelope *env, const char *body, size_t len)
+{
+	char err[256];
+	struct spool_envelope got;
+	struct stat sb;
+	off_t off;
+	char *buf;
+	int fd;
+
+	assert_true((fd = open_queue_file(env->qid)) >= 0);
+	assert_int_equal(spool_envelope_read(fd, &got, &off, err, sizeof(err)), 0);
+	assert_env_equal(env, &got);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_size, off + (off_t)len);
+	assert_non_null(buf = malloc(len + 1));
+	assert_int_equal(pread(fd, buf, len + 1, off), (ssize_t)len);
+	assert_memory_equal(buf, body, len);
+	free(buf);
+	close(fd);
+	spool_envelope_free(&got);
+}
+
+static uint64_t
+file_size(const char *sub, const char *qid)
+{
+	char p[512];
+	struct stat sb;
+
+	assert_int_equal(str_format(p, sizeof(p), "%s/%s/%s", spool_path, sub, qid), 0);
+	assert_int_equal(stat(p, &sb), 0);
+	return (uint64_t)sb.st_size;
+}
+
+/* A writer that found the pool empty reads free/ again only after a pause (100 ms). */
+static void
+wait_pool_rescan(void)
+{
+	usleep(150 * 1000);
+}
+
+/*
+ * A delivered message's file goes to free/ and the next message of the same process is
+ * written into it (same inode, nothing created): a longer old file is cut to the new
+ * message, so the body still ends at end of file.
+ */
+static void
+test_delivered_file_is_reused_and_cut_to_the_new_message(void **state)
+{
+	char err[256], qid1[SPOOL_QID_MAX + 1];
+	struct spool *sp;
+	struct spool_envelope e1, e2;
+	ino_t ino1, ino2;
+
+	memset(big_body, 'x', sizeof(big_body));
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&e1, 2);
+	ino1 = write_message(sp, &e1, big_body, sizeof(big_body));
+	str_copy(qid1, sizeof(qid1), e1.qid);
+	assert_int_equal(spool_remove(sp, qid1, file_size("queue", qid1)), 0);
+	assert_int_equal(count_dir("queue"), 0);
+	assert_int_equal(count_dir("free"), 1);
+	assert_int_equal(spool_remove(sp, qid1, 1), -1); /* gone already */
+	assert_int_equal(errno, ENOENT);
+
+	wait_pool_rescan();
+	fill_env(&e2, 1);
+	ino2 = write_message(sp, &e2, "Subject: y\r\n\r\nshort\r\n", 21);
+	assert_string_not_equal(e2.qid, qid1);
+	assert_int_equal(ino2, ino1);
+	assert_int_equal(count_dir("free"), 0);
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_message(&e2, "Subject: y\r\n\r\nshort\r\n", 21);
+	spool_envelope_free(&e1);
+	spool_envelope_free(&e2);
+	spool_close(sp);
+}
+
+/*
+ * Two messages received at once by one process never share a pool file: the second
+ * writer skips the name the first is rewriting (it is still in free/) and creates one.
+ */
+static void
+test_two_writers_never_share_a_pool_file(void **state)
+{
+	char err[256];
+	struct spool *sp;
+	struct spool_envelope e0, e1, e2;
+	struct spool_writer *w1, *w2;
+	int tf;
+
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&e0, 1);
+	(void)write_message(sp, &e0, "old\r\n", 5);
+	assert_int_equal(spool_remove(sp, e0.qid, file_size("queue", e0.qid)), 0);
+	wait_pool_rescan();
+	fill_env(&e1, 1);
+	fill_env(&e2, 2);
+	assert_non_null(w1 = spool_writer_new(sp, &e1, &tf, err, sizeof(err)));
+	assert_int_equal(count_dir("tmp"), 0); /* w1 rewrites the pool's file */
+	assert_non_null(w2 = spool_writer_new(sp, &e2, &tf, err, sizeof(err)));
+	assert_int_equal(count_dir("tmp"), 1); /* w2 could not have it: a new file */
+	assert_int_equal(spool_writer_body(w2, "two\r\n", 5, &tf, err, sizeof(err)), 0);
+	assert_int_equal(spool_writer_body(w1, "one\r\n", 5, &tf, err, sizeof(err)), 0);
+	assert_int_equal(spool_writer_commit(w2, &tf, err, sizeof(err)), 0);
+	assert_int_equal(spool_writer_commit(w1, &tf, err, sizeof(err)), 0);
+	assert_int_equal(count_dir("queue"), 2);
+	assert_int_equal(count_dir("free"), 0);
+	assert_message(&e1, "one\r\n", 5);
+	assert_message(&e2, "two\r\n", 5);
+	spool_envelope_free(&e0);
+	spool_envelope_free(&e1);
+	spool_envelope_free(&e2);
+	spool_close(sp);
+}
+
+/* Big files are not kept; an aborted rewrite gives its file up; start-up empties free/. */
+static void
+test_pool_keeps_small_files_only_and_recover_empties_it(void **state)
+{
+	char err[256];
+	struct spool *sp;
+	struct spool_envelope e1, e2, e3;
+	struct spool_writer *w;
+	int tf;
+
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&e1, 1);
+	(void)write_message(sp, &e1, "a\r\n", 3);
+	assert_int_equal(spool_remove(sp, e1.qid, 300 * 1024), 0); /* as if 300 KiB */
+	assert_int_equal(count_dir("free"), 0);
+	assert_int_equal(count_dir("queue"), 0);
+
+	fill_env(&e2, 1);
+	(void)write_message(sp, &e2, "b\r\n", 3);
+	assert_int_equal(spool_remove(sp, e2.qid, file_size("queue", e2.qid)), 0);
+	assert_int_equal(count_dir("free"), 1);
+	wait_pool_rescan();
+	fill_env(&e3, 1);
+	assert_non_null(w = spool_writer_new(sp, &e3, &tf, err, sizeof(err)));
+	spool_writer_abort(w);
+	assert_int_equal(count_dir("free"), 0);
+
+	spool_envelope_free(&e3);
+	fill_env(&e3, 1);
+	(void)write_message(sp, &e3, "c\r\n", 3);
+	assert_int_equal(spool_remove(sp, e3.qid, file_size("queue", e3.qid)), 0);
+	assert_int_equal(count_dir("free"), 1);
+	assert_int_equal(spool_recover(sp, err, sizeof(err)), 0); /* counts tmp/ only */
+	assert_int_equal(count_dir("free"), 0);
+	spool_envelope_free(&e1);
+	spool_envelope_free(&e2);
+	spool_envelope_free(&e3);
+	spool_close(sp);
+}
+
 int
 main(void)
 {
@@ -494,6 +674,12 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_writer_killed_after_commit_leaves_a_complete_message, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_refused_write_is_a_tempfail_and_leaves_no_file,
+	                                    setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_delivered_file_is_reused_and_cut_to_the_new_message,
+	                                    setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_two_writers_never_share_a_pool_file, setup_dir,
+	                                    teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_pool_keeps_small_files_only_and_recover_empties_it,
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test(test_decoder_accepts_minimal_and_refuses_malformed),
 	    cmocka_unit_test(test_field_longer_than_its_struct_member_is_refused),
