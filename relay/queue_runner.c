@@ -833,6 +833,11 @@ msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m)
 	m->fd = -1;
 	m->active = 0;
 	ctx->nactive--;
+	/* A tick stopped at QUEUE_ACTIVE_MAX: due messages wait for this slot, not the next tick. */
+	if (ctx->starved) {
+		ctx->starved = 0;
+		queue_kick(ctx);
+	}
 	if (m->deleted) {
 		queue_msg_delete(ctx, m, "deleted by the operator");
 	} else if (nfinal == m->env.nrcpt) {
@@ -883,10 +888,16 @@ queue_tick(struct ev_loop *loop, void *arg)
 	if (map_reopen_if_changed(ctx->map, 0) == 1)
 		queue_reroute(ctx);
 
-	for (m = ctx->msgs; m != NULL && ctx->nactive < QUEUE_ACTIVE_MAX; m = next) {
+	ctx->starved = 0;
+	for (m = ctx->msgs; m != NULL; m = next) {
 		next = m->next; /* an attempt may end, and free m, before returning */
-		if (!m->removed && !m->active && !m->st.held && m->st.next_try <= now)
-			msg_attempt_start(ctx, m, now);
+		if (m->removed || m->active || m->st.held || m->st.next_try > now)
+			continue;
+		if (ctx->nactive >= QUEUE_ACTIVE_MAX) {
+			ctx->starved = 1;
+			break;
+		}
+		msg_attempt_start(ctx, m, now);
 	}
 	if (ev_timer_start(loop, &ctx->tick, QUEUE_TICK_MS, queue_tick, ctx) == -1)
 		log_warnx("queue: cannot arm the tick timer");

@@ -148,6 +148,7 @@ struct queue_ctx {
 	struct ev_timer scan;
 	struct queue_msg *msgs;
 	unsigned int nactive;
+	int starved; /* the last tick left due messages for want of QUEUE_ACTIVE_MAX slots */
 	int removals; /* queue/ files unlinked since the last fsync of queue/ started */
 	/*
 	 * That fsync runs on a thread (spool_fsync.h) so that deliveries go on meanwhile; one
