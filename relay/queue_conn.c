@@ -41,8 +41,13 @@ conn_update_io(struct queue_conn *c)
 	if (c->state == QC_CONNECTING || c->state == QC_BODY || c->want_write ||
 	    c->out_off < c->out_len)
 		ev |= EV_WRITE;
-	if (ev_io_set(c->be->ctx->loop, c->fd, ev, conn_io, c) == -1)
+	if (ev == c->io_events)
+		return;
+	if (ev_io_set(c->be->ctx->loop, c->fd, ev, conn_io, c) == -1) {
 		log_warn("backend %s (%s): epoll", c->be->name, c->addr);
+		return;
+	}
+	c->io_events = ev;
 }
 
 static void conn_timeout(struct ev_loop *loop, void *arg);
@@ -369,7 +374,8 @@ conn_ready(struct queue_ctx *ctx, struct queue_conn *c)
 		return;
 	}
 	job_begin(ctx, c);
-	if (c->state != QC_DEAD)
+	/* The first command goes now: writability is asked for only if the socket is full. */
+	if (c->state != QC_DEAD && conn_flush(c) == 0)
 		conn_update_io(c);
 }
 
@@ -535,6 +541,7 @@ conn_read(struct queue_ctx *ctx, struct queue_conn *c)
 	enum linebuf_result lr;
 	enum queue_reply_status st;
 	ssize_t n;
+	size_t want = 0;
 	SSL *ssl;
 
 	for (;;) {
@@ -554,6 +561,7 @@ conn_read(struct queue_ctx *ctx, struct queue_conn *c)
 				return;
 			}
 		} else {
+			want = linebuf_space(&c->in) < sizeof(buf) ? linebuf_space(&c->in) : sizeof(buf);
 			n = linebuf_read(&c->in, c->fd, sizeof(buf));
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				return;
@@ -593,6 +601,9 @@ conn_read(struct queue_ctx *ctx, struct queue_conn *c)
 			if (c->state == QC_BODY && conn_flush(c) == -1)
 				return;
 		}
+		/* A short plain read emptied the socket: no read just for its EAGAIN. */
+		if (ssl == NULL && n > 0 && (size_t)n < want)
+			return;
 	}
 }
 

@@ -103,6 +103,7 @@ struct queue_conn {
 	struct queue_backend *be;
 	enum queue_conn_state state;
 	int fd;
+	int io_events;  /* what the loop watches fd for: ev_io_set on change only */
 	SSL *ssl;
 	int want_write; /* TLS wants writability to go on */
 	struct linebuf in;

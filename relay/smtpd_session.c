@@ -1124,6 +1124,10 @@ smtpd_read(struct smtpd_session *s)
 				smtpd_session_close(s, "out of memory");
 				return -1;
 			}
+			/* A short read emptied the socket: no read just for its EAGAIN (the
+			 * loop is level-triggered, and says so when more arrives). */
+			if (s->ssl == NULL && (size_t)n < room)
+				return 0;
 			continue;
 		}
 		if (n == 0) {
@@ -1161,8 +1165,13 @@ smtpd_update_io(struct smtpd_session *s)
 		if (s->out_off < s->out_len)
 			ev |= EV_WRITE;
 	}
-	if (ev_io_set(s->ctx->loop, s->fd, ev, smtpd_io, s) == -1)
+	if (ev == s->io_events)
+		return; /* one epoll_ctl less per command: the interest rarely changes */
+	if (ev_io_set(s->ctx->loop, s->fd, ev, smtpd_io, s) == -1) {
 		smtpd_session_close(s, "epoll");
+		return;
+	}
+	s->io_events = ev;
 }
 
 static void
