@@ -52,23 +52,18 @@ struct spool {
 	/* a writer's side of the pool: names of its own files in free/, taken one by one */
 	char pool[SPOOL_POOL_BATCH][SPOOL_QID_MAX + 1];
 	size_t npool;
-	struct spool_writer *reusing; /* writers of reused files still in free/ */
 	uint64_t pool_rescan_ms; /* no read of free/ before this */
 	/* the runner's side: files put into free/ since it last counted them */
 	unsigned pool_count;
 	uint64_t pool_recount_ms;
-	/* a name left tmp/ or free/ for queue/ since spool_source_fds */
-	int tmp_moved, free_moved;
+	int pool_claimed; /* a name left free/ since spool_source_fds */
 };
 
 struct spool_writer {
 	struct spool *sp;
 	char qid[SPOOL_QID_MAX + 1];
 	int fd;
-	int srcfd;                       /* tmp/ for a new file, free/ for a reused one */
-	char srcname[SPOOL_QID_MAX + 1]; /* its name there */
-	off_t reused_size;               /* a reused file's old size: cut back to written */
-	struct spool_writer *reusing_next, **reusing_prev; /* on sp->reusing while in free/ */
+	off_t reused_size; /* a reused file's old size: cut back to written */
 	off_t written;
 	size_t wlen;
 	uint8_t wbuf[SPOOL_WBUF_BYTES];
@@ -219,10 +214,9 @@ spool_clean_dir(struct spool *sp, int dirfd, const char *sub, pid_t pid, char *e
 }
 
 /*
- * tmp/ is never acknowledged; free/ is the pool of delivered files, rewritten before any
- * reuse, so emptying it loses nothing. (After a crash on a file system without a journal a
- * name may come back in free/ next to its queue/ name: unlinking it drops only that link.)
- * The count is of tmp/ only: the partial messages.
+ * tmp/ is never acknowledged (a file taken from the pool is renamed there before it is
+ * written, so tmp/ holds every partial message); free/ is the pool of delivered files, so
+ * emptying it loses nothing. The count is of tmp/ only: the partial messages.
  */
 static int
 spool_clean(struct spool *sp, pid_t pid, char *err, size_t errlen)
@@ -657,35 +651,11 @@ spool_write_all(int fd, const void *p, size_t n, int *tempfail, char *err, size_
 	return 0;
 }
 
-/* A file of the pool this process is rewriting right now (still named in free/). */
-static int
-spool_pool_busy(const struct spool *sp, const char *name)
-{
-	const struct spool_writer *w;
-
-	for (w = sp->reusing; w != NULL; w = w->reusing_next)
-		if (strcmp(w->srcname, name) == 0)
-			return 1;
-	return 0;
-}
-
-static void
-spool_writer_unbusy(struct spool_writer *w)
-{
-	if (w->reusing_prev == NULL)
-		return;
-	if (w->reusing_next != NULL)
-		w->reusing_next->reusing_prev = w->reusing_prev;
-	*w->reusing_prev = w->reusing_next;
-	w->reusing_next = NULL;
-	w->reusing_prev = NULL;
-}
-
 /*
- * The writer's next file from the pool: one of its own names in free/ (a name carries its
- * writer's pid, so no other process takes it, and none that a writer of this process is
- * rewriting: spool_pool_busy). Reads free/ when its list is empty, but after a read that
- * found nothing not again for SPOOL_POOL_RESCAN_MS. 1 with name set, 0.
+ * The next name from the pool: one of this process's own files in free/ (a name carries
+ * its writer's pid, so processes do not compete for the same files). Reads free/ when its
+ * list is empty, but after a read that found nothing not again for SPOOL_POOL_RESCAN_MS.
+ * 1 with name set, 0.
  */
 static int
 spool_pool_take(struct spool *sp, char *name, size_t namelen)
@@ -707,7 +677,7 @@ spool_pool_take(struct spool *sp, char *name, size_t namelen)
 			return 0;
 		}
 		while (sp->npool < SPOOL_POOL_BATCH && (de = readdir(d)) != NULL)
-			if (spool_name_has_tag(de->d_name, tag) && !spool_pool_busy(sp, de->d_name))
+			if (spool_name_has_tag(de->d_name, tag))
 				str_copy(sp->pool[sp->npool++], sizeof(sp->pool[0]), de->d_name);
 		closedir(d);
 		if (sp->npool == 0) {
@@ -718,31 +688,33 @@ spool_pool_take(struct spool *sp, char *name, size_t namelen)
 	return str_copy(name, namelen, sp->pool[--sp->npool]) == 0;
 }
 
-/* A reused file: opened for overwriting from its start (no O_TRUNC: its blocks stay). */
+/*
+ * A file from the pool becomes tmp/QID by rename: the rename is the claim (a name another
+ * writer took is gone: ENOENT, the next one), and tmp/ keeps meaning "being received", so
+ * a crash leaves a partial message there and nowhere else. Opened for overwriting from its
+ * start (no O_TRUNC: its blocks stay allocated). 0, or -1: create a new file instead.
+ */
 static int
 spool_writer_reuse(struct spool_writer *w)
 {
 	struct spool *sp = w->sp;
+	char name[SPOOL_QID_MAX + 1];
 	struct stat sb;
 
-	while (spool_pool_take(sp, w->srcname, sizeof(w->srcname))) {
-		w->fd = openat(sp->freefd, w->srcname, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (w->fd == -1)
-			continue; /* gone (a clean-up): the next one */
-		if (fstat(w->fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
-			close(w->fd);
-			w->fd = -1;
-			(void)unlinkat(sp->freefd, w->srcname, 0);
+	while (spool_pool_take(sp, name, sizeof(name))) {
+		if (renameat2(sp->freefd, name, sp->tmpfd, w->qid, RENAME_NOREPLACE) == -1)
 			continue;
+		sp->pool_claimed = 1;
+		w->fd = openat(sp->tmpfd, w->qid, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (w->fd != -1 && fstat(w->fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+			w->reused_size = sb.st_size;
+			return 0;
 		}
-		w->srcfd = sp->freefd;
-		w->reused_size = sb.st_size;
-		w->reusing_next = sp->reusing;
-		if (sp->reusing != NULL)
-			sp->reusing->reusing_prev = &w->reusing_next;
-		w->reusing_prev = &sp->reusing;
-		sp->reusing = w;
-		return 0;
+		if (w->fd != -1)
+			close(w->fd);
+		w->fd = -1;
+		(void)unlinkat(sp->tmpfd, w->qid, 0);
+		return -1;
 	}
 	return -1;
 }
@@ -765,8 +737,7 @@ spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, ch
 	w->sp = sp;
 	w->fd = -1;
 	if (spool_qid_make(sp, w->qid, sizeof(w->qid)) == 0 && spool_writer_reuse(w) == -1) {
-		/* A new file in tmp/: the exclusive create also proves the queue id unused. */
-		w->srcfd = sp->tmpfd;
+		/* A new file in tmp/, its queue id proven unused there by the exclusive create. */
 		for (tries = 0; tries < 8 && w->fd == -1; tries++) {
 			if (tries > 0 && spool_qid_make(sp, w->qid, sizeof(w->qid)) == -1)
 				break;
@@ -775,7 +746,6 @@ spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, ch
 			if (w->fd == -1 && errno != EEXIST)
 				break;
 		}
-		str_copy(w->srcname, sizeof(w->srcname), w->qid);
 	}
 	if (w->fd == -1) {
 		*tempfail = 1;
@@ -839,12 +809,6 @@ spool_writer_body(struct spool_writer *w, const void *buf, size_t len, int *temp
 	return 0;
 }
 
-static const char *
-spool_writer_src(const struct spool_writer *w)
-{
-	return w->srcfd == w->sp->freefd ? "free" : "tmp";
-}
-
 int
 spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t errlen)
 {
@@ -856,8 +820,7 @@ spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t err
 	/* A reused file longer than this message: its old tail must go (the body ends at EOF). */
 	if (w->reused_size > w->written && ftruncate(w->fd, w->written) == -1) {
 		*tempfail = spool_errno_tempfail(errno);
-		err_set(err, errlen, "truncate %s/free/%s: %s", w->sp->dir, w->srcname,
-		        strerror(errno));
+		err_set(err, errlen, "truncate %s/tmp/%s: %s", w->sp->dir, w->qid, strerror(errno));
 		spool_writer_abort(w);
 		return -1;
 	}
@@ -866,8 +829,9 @@ spool_writer_finish(struct spool_writer *w, int *tempfail, char *err, size_t err
 
 /*
  * The order is what makes a 250 safe: the file's data, then the rename, then queue/ (the
- * new name) - after that a crash cannot lose it. tmp/ or free/ is fsynced with queue/ so
- * that the old name does not come back next to the new one (see spool_source_fds).
+ * new name) - after that a crash cannot lose it. tmp/ (and free/ after a file was taken
+ * from the pool) is fsynced with queue/ so that an old name does not come back next to
+ * the new one (see spool_source_fds).
  */
 int
 spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char *err, size_t errlen)
@@ -877,29 +841,22 @@ spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, char 
 	*tempfail = 0;
 	if (sync_error != 0) {
 		*tempfail = spool_errno_tempfail(sync_error);
-		err_set(err, errlen, "fsync %s/%s/%s: %s", sp->dir, spool_writer_src(w),
-		        w->srcname, strerror(sync_error));
+		err_set(err, errlen, "fsync %s/tmp/%s: %s", sp->dir, w->qid, strerror(sync_error));
 		goto fail;
 	}
 	if (close(w->fd) == -1) {
 		w->fd = -1;
 		*tempfail = spool_errno_tempfail(errno);
-		err_set(err, errlen, "close %s/%s/%s: %s", sp->dir, spool_writer_src(w), w->srcname,
-		        strerror(errno));
+		err_set(err, errlen, "close %s/tmp/%s: %s", sp->dir, w->qid, strerror(errno));
 		goto fail;
 	}
 	w->fd = -1;
-	/* NOREPLACE: a reused file's queue id was never proven unused by an exclusive create. */
-	if (renameat2(w->srcfd, w->srcname, sp->queuefd, w->qid, RENAME_NOREPLACE) == -1) {
+	/* NOREPLACE: an existing queue/QID (a clock set back) is never overwritten. */
+	if (renameat2(sp->tmpfd, w->qid, sp->queuefd, w->qid, RENAME_NOREPLACE) == -1) {
 		*tempfail = spool_errno_tempfail(errno) || errno == EEXIST;
 		err_set(err, errlen, "rename %s into queue/: %s", w->qid, strerror(errno));
 		goto fail;
 	}
-	if (w->srcfd == sp->freefd)
-		sp->free_moved = 1;
-	else
-		sp->tmp_moved = 1;
-	spool_writer_unbusy(w);
 	free(w);
 	return 0;
 fail:
@@ -928,11 +885,10 @@ spool_source_fds(struct spool *sp, int fds[2])
 {
 	int n = 0;
 
-	if (sp->tmp_moved)
-		fds[n++] = sp->tmpfd;
-	if (sp->free_moved)
+	fds[n++] = sp->tmpfd;
+	if (sp->pool_claimed)
 		fds[n++] = sp->freefd;
-	sp->tmp_moved = sp->free_moved = 0;
+	sp->pool_claimed = 0;
 	return n;
 }
 
@@ -1027,7 +983,6 @@ spool_writer_abort(struct spool_writer *w)
 		close(w->fd);
 	/* Not back into the pool: its space may be what a full disk needs. spool_recover
 	 * removes it if this fails. */
-	(void)unlinkat(w->srcfd, w->srcname, 0);
-	spool_writer_unbusy(w);
+	(void)unlinkat(w->sp->tmpfd, w->qid, 0);
 	free(w);
 }

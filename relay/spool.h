@@ -7,13 +7,13 @@
  *
  * Layout under smtpd.spool (default /var/spool/mailplex):
  *   tmp/QID     being received; never read by the runner; removed by spool_recover()
- *   free/QID    delivered messages' files kept for reuse: a writer overwrites one of
- *               its own (the QID names its pid) instead of creating a file, and renames it
- *               into queue/ under the new QID. Creating and unlinking a file per message
- *               is most of the kernel's work per message on ext4 (inode allocation scans
- *               past every recently freed inode when there is no journal); rewriting
- *               blocks the file already has is not. Bounded (256 files of <= 256 KiB);
- *               emptied by spool_recover(); never read by the runner.
+ *   free/QID    delivered messages' files kept for reuse: a writer takes one its own
+ *               process wrote (the QID names its pid) by renaming it to tmp/NEWQID and
+ *               overwrites it instead of creating a file. Creating and unlinking a file
+ *               per message is most of the kernel's work per message on ext4 (inode
+ *               allocation scans past every recently freed inode when there is no
+ *               journal); rewriting blocks the file already has is not. Bounded (256
+ *               files of <= 256 KiB); emptied by spool_recover(); never read by the runner.
  *   queue/QID   a complete message: envelope, then the body (with our Received: header)
  *               to end of file; immutable once renamed here
  *   state/QID   the runner's own per-recipient delivery log (see queue.h); never touched
@@ -108,11 +108,11 @@ int spool_writer_synced(struct spool_writer *w, int sync_error, int *tempfail, c
                         size_t errlen);
 int spool_queue_fd(const struct spool *sp);
 /*
- * The directories (tmp/, free/) names left for queue/ since the last call: fds[] gets 0 to
- * 2 of them, to be fsynced together with queue/ before the 250, best effort: on a file
- * system without a journal a crash could otherwise leave the old name next to the new one
- * with one link, and spool_recover's removal of the old name would free the acknowledged
- * message. Returns how many.
+ * The directories whose names moved on towards queue/: tmp/, and free/ when a file was
+ * taken from the pool since the last call. fds[] gets them (1 or 2, the count returned),
+ * to be fsynced together with queue/ before the 250, best effort: on a file system without
+ * a journal a crash could otherwise leave an old name next to the new one with one link,
+ * and spool_recover's removal of the old name would free the acknowledged message.
  */
 int spool_source_fds(struct spool *sp, int fds[2]);
 int spool_queue_synced(struct spool *sp, int sync_error, int *tempfail, char *err,

@@ -576,8 +576,9 @@ test_delivered_file_is_reused_and_cut_to_the_new_message(void **state)
 }
 
 /*
- * Two messages received at once by one process never share a pool file: the second
- * writer skips the name the first is rewriting (it is still in free/) and creates one.
+ * Two messages received at once by one process never share a pool file: the first takes
+ * it (renamed into tmp/, where a crash would leave the partial message), the second finds
+ * the pool empty and creates one.
  */
 static void
 test_two_writers_never_share_a_pool_file(void **state)
@@ -596,9 +597,10 @@ test_two_writers_never_share_a_pool_file(void **state)
 	fill_env(&e1, 1);
 	fill_env(&e2, 2);
 	assert_non_null(w1 = spool_writer_new(sp, &e1, &tf, err, sizeof(err)));
-	assert_int_equal(count_dir("tmp"), 0); /* w1 rewrites the pool's file */
+	assert_int_equal(count_dir("free"), 0); /* w1 took the pool's file */
+	assert_int_equal(count_dir("tmp"), 1);
 	assert_non_null(w2 = spool_writer_new(sp, &e2, &tf, err, sizeof(err)));
-	assert_int_equal(count_dir("tmp"), 1); /* w2 could not have it: a new file */
+	assert_int_equal(count_dir("tmp"), 2); /* w2 could not have it: a new file */
 	assert_int_equal(spool_writer_body(w2, "two\r\n", 5, &tf, err, sizeof(err)), 0);
 	assert_int_equal(spool_writer_body(w1, "one\r\n", 5, &tf, err, sizeof(err)), 0);
 	assert_int_equal(spool_writer_commit(w2, &tf, err, sizeof(err)), 0);
@@ -608,6 +610,38 @@ test_two_writers_never_share_a_pool_file(void **state)
 	assert_message(&e1, "one\r\n", 5);
 	assert_message(&e2, "two\r\n", 5);
 	spool_envelope_free(&e0);
+	spool_envelope_free(&e1);
+	spool_envelope_free(&e2);
+	spool_close(sp);
+}
+
+/* A message cut off while rewriting a pool file is a partial message in tmp/ like any. */
+static void
+test_partial_message_in_a_reused_file_is_in_tmp(void **state)
+{
+	char err[256];
+	struct spool *sp, *after;
+	struct spool_envelope e1, e2;
+	struct spool_writer *w;
+	int tf;
+
+	assert_non_null(sp = spool_open(spool_path, err, sizeof(err)));
+	fill_env(&e1, 1);
+	(void)write_message(sp, &e1, "first\r\n", 7);
+	assert_int_equal(spool_remove(sp, e1.qid, file_size("queue", e1.qid)), 0);
+	wait_pool_rescan();
+	fill_env(&e2, 1);
+	assert_non_null(w = spool_writer_new(sp, &e2, &tf, err, sizeof(err)));
+	assert_int_equal(spool_writer_body(w, big_body, 100, &tf, err, sizeof(err)), 0);
+	assert_true(spool_writer_finish(w, &tf, err, sizeof(err)) >= 0); /* written, never synced */
+	/* the process dies here: a restart opens the spool afresh */
+	assert_non_null(after = spool_open(spool_path, err, sizeof(err)));
+	assert_int_equal(spool_recover(after, err, sizeof(err)), 1);
+	assert_int_equal(count_dir("tmp"), 0);
+	assert_int_equal(count_dir("free"), 0);
+	assert_int_equal(count_dir("queue"), 0);
+	spool_close(after);
+	spool_writer_abort(w); /* the dead process's memory, freed for the leak checker */
 	spool_envelope_free(&e1);
 	spool_envelope_free(&e2);
 	spool_close(sp);
@@ -679,6 +713,8 @@ main(void)
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_two_writers_never_share_a_pool_file, setup_dir,
 	                                    teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_partial_message_in_a_reused_file_is_in_tmp,
+	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_pool_keeps_small_files_only_and_recover_empties_it,
 	                                    setup_dir, teardown_dir),
 	    cmocka_unit_test(test_decoder_accepts_minimal_and_refuses_malformed),
