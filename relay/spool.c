@@ -39,7 +39,7 @@
 #define SPOOL_POOL_FILES_MAX  256
 #define SPOOL_POOL_FILE_BYTES (256 * 1024)
 #define SPOOL_POOL_BATCH      64
-#define SPOOL_POOL_RESCAN_MS  100
+#define SPOOL_POOL_RESCAN_MS  10
 #define SPOOL_POOL_RECOUNT_MS 50
 
 struct spool {
