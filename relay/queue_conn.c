@@ -561,7 +561,8 @@ conn_read(struct queue_ctx *ctx, struct queue_conn *c)
 				return;
 			}
 		} else {
-			want = linebuf_space(&c->in) < sizeof(buf) ? linebuf_space(&c->in) : sizeof(buf);
+			want = linebuf_space(&c->in) < sizeof(buf) ? linebuf_space(&c->in)
+			                                           : sizeof(buf);
 			n = linebuf_read(&c->in, c->fd, sizeof(buf));
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				return;

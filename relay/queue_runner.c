@@ -125,9 +125,9 @@ queue_qids_add(struct queue_qids *q, const char *qid)
 }
 
 /*
- * queue/QID goes first (into the spool's pool of files for reuse, or unlinked) and durably:
- * if a crash left the state log without the message,
- * nothing is lost; the other way round, the message would be delivered again. The fsync
+ * queue/QID goes first (into the spool's pool of files for reuse, or unlinked) and
+ * durably: if a crash left the state log without the message, nothing is lost; the other
+ * way round, the message would be delivered again. The fsync
  * of queue/ is shared by every removal made before it starts (queue_removals_sync, before
  * the loop sleeps): with many deliveries finishing together one fsync covers them all.
  */
@@ -833,7 +833,7 @@ msg_attempt_end(struct queue_ctx *ctx, struct queue_msg *m)
 	m->fd = -1;
 	m->active = 0;
 	ctx->nactive--;
-	/* A tick stopped at QUEUE_ACTIVE_MAX: due messages wait for this slot, not the next tick. */
+	/* A tick stopped at QUEUE_ACTIVE_MAX: waiting due messages take this slot at once. */
 	if (ctx->starved) {
 		ctx->starved = 0;
 		queue_kick(ctx);

@@ -103,7 +103,7 @@ struct queue_conn {
 	struct queue_backend *be;
 	enum queue_conn_state state;
 	int fd;
-	int io_events;  /* what the loop watches fd for: ev_io_set on change only */
+	int io_events; /* what the loop watches fd for: ev_io_set on change only */
 	SSL *ssl;
 	int want_write; /* TLS wants writability to go on */
 	struct linebuf in;
@@ -149,7 +149,7 @@ struct queue_ctx {
 	struct ev_timer scan;
 	struct queue_msg *msgs;
 	unsigned int nactive;
-	int starved; /* the last tick left due messages for want of QUEUE_ACTIVE_MAX slots */
+	int starved;  /* the last tick left due messages for want of QUEUE_ACTIVE_MAX slots */
 	int removals; /* queue/ files unlinked since the last fsync of queue/ started */
 	/*
 	 * That fsync runs on a thread (spool_fsync.h) so that deliveries go on meanwhile; one

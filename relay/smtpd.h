@@ -88,7 +88,7 @@ struct smtpd_session {
 	enum smtpd_state state;
 	enum smtpd_state delayed_state; /* SS_DELAY: where to return */
 	int fd;
-	int io_events;               /* what the loop watches fd for: ev_io_set on change only */
+	int io_events; /* what the loop watches fd for: ev_io_set on change only */
 	SSL *ssl;
 	int tls;                     /* TLS is up */
 	int tls_want_write;          /* the handshake waits for the socket to take bytes */

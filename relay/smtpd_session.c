@@ -692,7 +692,8 @@ smtpd_commit_file_done(struct smtpd_ctx *ctx, struct smtpd_commit *c)
 	ctx->names_wait = s;
 }
 
-/* The fsyncs of queue/ and tmp/ or free/ are back: every name renamed before they started is answered. */
+/* The fsyncs of queue/, tmp/ (and free/) are back: every name renamed before they started
+ * is answered. */
 static void
 smtpd_commit_queue_done(struct smtpd_ctx *ctx)
 {

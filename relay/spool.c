@@ -169,14 +169,12 @@ static int
 spool_name_has_tag(const char *name, const char *tag)
 {
 	/* QID layout (spool_qid_make): 13 digits of time, 6 of pid, 4 of counter */
-	return strlen(name) == SPOOL_QID_LEN &&
-	       memcmp(name + SPOOL_QID_TIME_DIGITS, tag, 6) == 0;
+	return strlen(name) == SPOOL_QID_LEN && memcmp(name + SPOOL_QID_TIME_DIGITS, tag, 6) == 0;
 }
 
 /* Removes the files in tmp/ or free/ (sub) whose queue id names pid (all when pid is 0). */
 static int
-spool_clean_dir(struct spool *sp, int dirfd, const char *sub, pid_t pid, char *err,
-                size_t errlen)
+spool_clean_dir(struct spool *sp, int dirfd, const char *sub, pid_t pid, char *err, size_t errlen)
 {
 	DIR *d;
 	struct dirent *de;
@@ -741,8 +739,8 @@ spool_writer_new(struct spool *sp, struct spool_envelope *env, int *tempfail, ch
 		for (tries = 0; tries < 8 && w->fd == -1; tries++) {
 			if (tries > 0 && spool_qid_make(sp, w->qid, sizeof(w->qid)) == -1)
 				break;
-			w->fd = openat(sp->tmpfd, w->qid,
-			               O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			w->fd = openat(sp->tmpfd, w->qid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			               0600);
 			if (w->fd == -1 && errno != EEXIST)
 				break;
 		}

@@ -709,8 +709,8 @@ main(void)
 	        test_writer_killed_after_commit_leaves_a_complete_message, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_refused_write_is_a_tempfail_and_leaves_no_file,
 	                                    setup_dir, teardown_dir),
-	    cmocka_unit_test_setup_teardown(test_delivered_file_is_reused_and_cut_to_the_new_message,
-	                                    setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(
+	        test_delivered_file_is_reused_and_cut_to_the_new_message, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_two_writers_never_share_a_pool_file, setup_dir,
 	                                    teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_partial_message_in_a_reused_file_is_in_tmp,
