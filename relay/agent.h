@@ -45,6 +45,7 @@ struct agent_peer {
 	uint8_t last_nonce[CLUSTER_NONCE_BYTES];
 	enum cluster_msg_type last_type;
 	enum agent_leave_state leave; /* at stop */
+	unsigned leave_unanswered;    /* LEAVEs sent since its last reply */
 	uint64_t map_version;         /* the newest the director offers (item 5 fetches it) */
 };
 
@@ -72,7 +73,6 @@ struct agent {
 	struct ev_timer beat;
 	struct ev_timer leave_timer;
 	int stopping;
-	unsigned leave_tries;
 	uint64_t stop_ms; /* loop time of the stop signal */
 	uint8_t ready;    /* CLUSTER_READY_* of the last beat */
 	int probed;       /* readiness was probed once (the first verdict is logged either way) */

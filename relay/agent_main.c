@@ -22,7 +22,7 @@
 #include "util.h"
 
 #define AGENT_LEAVE_RETRY_MS 500
-#define AGENT_LEAVE_TRIES    5 /* unanswered: give that director up (dead_after drains us) */
+#define AGENT_LEAVE_TRIES    5 /* unanswered in a row: give that director up */
 
 static void __attribute__((noreturn)) agent_usage(void)
 {
@@ -148,6 +148,7 @@ agent_reply(struct agent *a, struct agent_peer *p, const struct cluster_msg *m)
 	enum agent_peer_state was = p->state;
 
 	p->map_version = m->map_version;
+	p->leave_unanswered = 0;
 	switch (m->code) {
 	case CLUSTER_REPLY_DRAINING:
 		if (p->last_type == CLUSTER_MSG_LEAVE && p->leave == AGENT_LEAVE_UNANSWERED)
@@ -242,7 +243,12 @@ agent_leave_step(struct ev_loop *loop, void *arg)
 	for (size_t i = 0; i < a->npeers; i++) {
 		struct agent_peer *p = &a->peers[i];
 
-		if (p->leave == AGENT_LEAVE_UNANSWERED && a->leave_tries >= AGENT_LEAVE_TRIES) {
+		/*
+		 * Silent for AGENT_LEAVE_TRIES LEAVEs in a row, whether it never answered or
+		 * said "draining" and then died: waiting for it would hold the stop for
+		 * stop_timeout; its peer (or its restart) drains us once heartbeats stop.
+		 */
+		if (p->leave != AGENT_LEAVE_DONE && p->leave_unanswered >= AGENT_LEAVE_TRIES) {
 			log_warnx("stop: director %s does not answer; it drains us when our "
 			          "heartbeats stop",
 			          p->str);
@@ -251,6 +257,7 @@ agent_leave_step(struct ev_loop *loop, void *arg)
 		if (p->leave == AGENT_LEAVE_DONE)
 			continue;
 		pending++;
+		p->leave_unanswered++;
 		agent_send(a, p, CLUSTER_MSG_LEAVE);
 	}
 	if (pending == 0) {
@@ -265,7 +272,6 @@ agent_leave_step(struct ev_loop *loop, void *arg)
 		ev_stop(loop);
 		return;
 	}
-	a->leave_tries++;
 	if (ev_timer_start(loop, &a->leave_timer, AGENT_LEAVE_RETRY_MS, agent_leave_step, a) == -1)
 		ev_stop(loop);
 }

@@ -3,7 +3,7 @@
 # proxy's worker 0 answers on its control socket, with the compiled map's version; not
 # ready (with the reason) once the proxy stops; ready again when it is back. A key file
 # others may read is refused at start. A stop with no director answering ends within five
-# LEAVE tries. No director runs here (no IPVS on the host): the system tests cover joins;
+# LEAVE tries, and so does one whose director said "draining" and then fell silent. No director runs here (no IPVS on the host): the system tests cover joins;
 # a silent peer (relay_agent_peer.py) reads the agent's datagrams to check what they carry
 # (map_in_force follows the proxy's sweep of a new map). $1: the bin dir. Exit 0 when all
 # passed.
@@ -127,6 +127,26 @@ wait "$AGENT"
 check agent_exit_status_zero $?
 grep -q "stop: director 127.0.0.1:$NODIR does not answer" "$T/agent.log"
 check unanswered_leave_logged $? "$(tail -3 "$T/agent.log")"
+
+# A director that answers the LEAVE with "draining" and then falls silent (it died): the
+# stop gives it up after the same five unanswered LEAVEs instead of waiting stop_timeout
+# (15 minutes by default) for a director that will never say "out".
+DRAINDIR=$((BASE + 2))
+sed "s/127.0.0.1:$NODIR/127.0.0.1:$DRAINDIR/" "$T/mailplex.conf" >"$T/drain.conf"
+python3 "$HERE/relay_agent_peer.py" 127.0.0.1 "$DRAINDIR" "$T/cluster.key" "$T/peer2.out" 60 \
+	drain-once &
+PIDS="$PIDS $!"
+"$BIN/mailplex-relay" -d -f "$T/drain.conf" >"$T/agent3.log" 2>&1 &
+AGENT3=$!
+PIDS="$PIDS $AGENT3"
+wait_for 10 grep -q '^join ' "$T/peer2.out"
+check draining_peer_reached $? "$(tail -3 "$T/agent3.log")"
+kill -TERM "$AGENT3"
+wait_for 10 sh -c "! kill -0 $AGENT3"
+check agent_stops_when_a_draining_director_falls_silent $? "$(tail -4 "$T/agent3.log")"
+grep -q "leave acknowledged, draining" "$T/agent3.log" &&
+	grep -q "stop: director 127.0.0.1:$DRAINDIR does not answer" "$T/agent3.log"
+check draining_then_silent_director_given_up $? "$(tail -4 "$T/agent3.log")"
 
 chmod 644 "$T/cluster.key"
 "$BIN/mailplex-relay" -d -f "$T/mailplex.conf" >"$T/agent2.log" 2>&1
