@@ -109,8 +109,25 @@ sys_bg() {   # CMD...: a background process that sys_finish kills
 # Removes what this scenario made (namespaces take their IPVS tables and veths along)
 # and prints the summary; returns the scenario's exit status.
 sys_finish() {
-	local p ns br
+	local p ns br alive end
 	for p in "${SYS_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	# Bounded: one process that outlives SIGTERM must not hold the boot until the scenario
+	# timeout and leave its namespaces to break the next scenario's topology. Named in the
+	# log (a daemon that does not stop on SIGTERM is worth a look), then killed.
+	end=$((${EPOCHREALTIME/./} + 10000000))
+	while :; do
+		alive=""
+		for p in "${SYS_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+		[ -z "$alive" ] && break
+		if ((${EPOCHREALTIME/./} > end)); then
+			for p in $alive; do
+				sys_log "WARN pid $p still running 10 s after SIGTERM, killed: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-120)"
+				kill -9 "$p" 2>/dev/null
+			done
+			break
+		fi
+		sleep 0.1
+	done
 	for p in "${SYS_PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	# A namespace outlives `ip netns del` while the kernel still holds it (its cleanup runs
 	# later, slowly in UML): deleting our end of each veth frees the names at once.
