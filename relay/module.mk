@@ -6,7 +6,7 @@ mailplex-proxy_SRCS := relay/proxy_main.c $(PROXY_SRCS)
 MANPAGES += man/mailplex-proxy.8
 
 # mailplex-smtpd's queue runner (queue.h); mailplex-queue runs it alone (tests, debugging).
-QUEUE_SRCS := relay/queue_runner.c relay/queue_conn.c relay/queue_control.c \
+QUEUE_SRCS := relay/queue_runner.c relay/queue_conn.c relay/queue_control.c relay/resolve.c \
               relay/queue_reply.c relay/queue_state.c relay/queue_dsn.c relay/queue_body.c
 NOINST_PROGRAMS += mailplex-queue
 mailplex-queue_SRCS := relay/queue_main.c $(QUEUE_SRCS) relay/spool.c relay/spool_fsync.c

@@ -7,14 +7,17 @@
  * Every wait has a timer; nothing blocks except reading the queue file from local disk.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "queue_runner.h"
+#include "resolve.h"
 #include "tls.h"
 #include "util.h"
 
@@ -31,6 +34,7 @@ static const char *const conn_state_names[] = {
 static void conn_io(struct ev_loop *loop, int fd, int events, void *arg);
 static void conn_ready(struct queue_ctx *ctx, struct queue_conn *c);
 static void backend_dispatch(struct queue_ctx *ctx, struct queue_backend *be);
+static int conn_connect_next(struct queue_conn *c);
 
 static void
 conn_update_io(struct queue_conn *c)
@@ -624,6 +628,9 @@ conn_io(struct ev_loop *loop, int fd, int events, void *arg)
 			return;
 		if (sock_connect_result(c->fd) == -1) {
 			(void)str_format(err, sizeof(err), "connect: %s", strerror(errno));
+			log_info("backend %s (%s): %s", c->be->name, c->addr, err);
+			if (conn_connect_next(c) == 0)
+				return;
 			conn_close(c, err);
 			return;
 		}
@@ -692,15 +699,103 @@ backend_addr(const struct queue_backend *be, char *buf, size_t len)
 	return str_format(buf, len, "%s:%u", be->host, be->port);
 }
 
-/* A new connection that takes job once it is ready. */
+/* A lookup is back: the jobs of every back end with that host name go on. */
+static void
+queue_resolved(void *arg, const char *host)
+{
+	struct queue_ctx *ctx = arg;
+	struct queue_backend *be;
+
+	for (be = ctx->backends; be != NULL; be = be->next) {
+		if (!be->resolving || strcasecmp(be->host, host) != 0)
+			continue;
+		be->resolving = 0;
+		backend_dispatch(ctx, be);
+	}
+}
+
+/*
+ * Starts c's connect to the host's address number `first` or a later one (an IP literal is
+ * its own one address). 0 when a connect is under way, -1 with err when none could start.
+ */
+static int
+conn_connect(struct queue_conn *c, unsigned first, char *err, size_t errlen)
+{
+	struct queue_backend *be = c->be;
+	const struct resolve_addrs *a = resolver_cached(be->ctx->resolver, be->host);
+	struct sockaddr_storage ss;
+	unsigned i;
+
+	err_set(err, errlen, "%s: no address", be->host);
+	for (i = first; a != NULL && i < a->n; i++) {
+		ss = a->ss[i];
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = htons(be->port);
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(be->port);
+		if (sock_addr_format((const struct sockaddr *)&ss, c->addr, sizeof(c->addr)) == -1)
+			str_copy(c->addr, sizeof(c->addr), be->host);
+		if ((c->fd = sock_connect_start(&ss, a->len[i], err, errlen)) != -1) {
+			c->addr_try = i;
+			c->io_events = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * A connect that failed goes on to the host's next address (a name with an IPv6 and an
+ * IPv4 address where only one answers). 0: the next connect is under way.
+ */
+static int
+conn_connect_next(struct queue_conn *c)
+{
+	char err[256];
+
+	ev_io_del(c->be->ctx->loop, c->fd);
+	close(c->fd);
+	c->fd = -1;
+	if (conn_connect(c, c->addr_try + 1, err, sizeof(err)) == -1)
+		return -1;
+	conn_update_io(c);
+	return 0;
+}
+
+/* A new connection that takes job once it is ready (once the host name is resolved). */
 static void
 conn_open(struct queue_ctx *ctx, struct queue_backend *be, struct queue_job *job)
 {
-	struct sockaddr_storage ss;
-	socklen_t sslen;
+	const struct resolve_addrs *addrs;
 	struct queue_conn *c;
 	char err[256], reply[QUEUE_REPLY_TEXT_MAX];
 
+	if (ctx->resolver == NULL &&
+	    (ctx->resolver = resolver_new(ctx->loop, QUEUE_DNS_TTL_MS, QUEUE_DNS_NEG_TTL_MS,
+	                                  queue_resolved, ctx, err, sizeof(err))) == NULL) {
+		(void)str_format(reply, sizeof(reply), "451 4.3.0 %s: resolver: %s", be->name, err);
+		job_defer_rest(job, reply);
+		queue_job_done(ctx, job);
+		return;
+	}
+	switch (resolver_lookup(ctx->resolver, be->host, &addrs, err, sizeof(err))) {
+	case RESOLVE_PENDING: /* back at the head of the line until queue_resolved */
+		job->next = be->wait_head;
+		be->wait_head = job;
+		if (be->wait_tail == NULL)
+			be->wait_tail = job;
+		be->resolving = 1;
+		return;
+	case RESOLVE_FAILED:
+		log_warnx("backend %s: %s", be->name, err);
+		(void)str_format(reply, sizeof(reply), "451 4.4.3 %s: cannot resolve: %s", be->name,
+		                 err);
+		job_defer_rest(job, reply);
+		queue_job_done(ctx, job);
+		return;
+	case RESOLVE_OK:
+		break;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		job_defer_rest(job, "451 4.3.0 out of memory");
 		queue_job_done(ctx, job);
@@ -716,10 +811,8 @@ conn_open(struct queue_ctx *ctx, struct queue_backend *be, struct queue_job *job
 	be->conns = c;
 	be->nconns++;
 	c->state = QC_CONNECTING;
-	if (backend_addr(be, c->addr, sizeof(c->addr)) == -1 ||
-	    sock_addr_parse(c->addr, &ss, &sslen, err, sizeof(err)) == -1 ||
-	    (c->fd = sock_connect_start(&ss, sslen, err, sizeof(err))) == -1) {
-		if (c->addr[0] == '\0')
+	if (conn_connect(c, 0, err, sizeof(err)) == -1) {
+		if (c->addr[0] == '\0' && backend_addr(be, c->addr, sizeof(c->addr)) == -1)
 			str_copy(c->addr, sizeof(c->addr), be->host);
 		(void)str_format(reply, sizeof(reply), "cannot connect: %s", err);
 		conn_close(c, reply);
@@ -739,7 +832,7 @@ backend_dispatch(struct queue_ctx *ctx, struct queue_backend *be)
 	                     ? (uint64_t)ctx->conf->smtpd.backend_concurrency
 	                     : 1;
 
-	while (be->wait_head != NULL) {
+	while (be->wait_head != NULL && !be->resolving) {
 		for (c = be->conns; c != NULL; c = c->next)
 			if (c->state == QC_IDLE && c->job == NULL)
 				break;

@@ -24,6 +24,7 @@
 #include "queue.h"
 #include "queue_dsn.h"
 #include "queue_runner.h"
+#include "resolve.h"
 #include "tls.h"
 #include "util.h"
 
@@ -1190,6 +1191,8 @@ queue_runner_main(const struct mailplex_conf *conf, const char *conf_path)
 		rc = ev_run(ctx.loop) == 0 ? 0 : 1;
 		queue_backend_close_all(&ctx);
 		queue_conn_reap(&ctx);
+		if (ctx.resolver != NULL)
+			resolver_free(ctx.resolver);
 		queue_removals_stop(&ctx);
 		log_info("queue: runner stopped");
 	}

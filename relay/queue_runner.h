@@ -29,6 +29,8 @@
 #define QUEUE_SCAN_MS         60000 /* full scan of queue/ besides inotify */
 #define QUEUE_ACTIVE_MAX      200   /* messages in delivery at once (memory, descriptors) */
 #define QUEUE_CONN_IDLE_MS    10000 /* an idle back-end connection is closed after this */
+#define QUEUE_DNS_TTL_MS      60000 /* a back end's resolved addresses are reused this long */
+#define QUEUE_DNS_NEG_TTL_MS  5000  /* ... and a failed resolution */
 #define QUEUE_CONN_OUT_MAX    65536 /* body bytes buffered towards a back end */
 #define QUEUE_BODY_CHUNK      16384 /* read from the queue file at a time */
 #define QUEUE_SHOW_HEADER_MAX 4096  /* queue show: header bytes shown at most */
@@ -103,7 +105,8 @@ struct queue_conn {
 	struct queue_backend *be;
 	enum queue_conn_state state;
 	int fd;
-	int io_events; /* what the loop watches fd for: ev_io_set on change only */
+	unsigned addr_try; /* which of the host's addresses fd is connected (connecting) to */
+	int io_events;     /* what the loop watches fd for: ev_io_set on change only */
 	SSL *ssl;
 	int want_write; /* TLS wants writability to go on */
 	struct linebuf in;
@@ -132,6 +135,7 @@ struct queue_backend {
 	struct queue_conn *conns;
 	unsigned int nconns;
 	struct queue_job *wait_head, *wait_tail;
+	int resolving; /* host's lookup is out: its waiting jobs wait for the answer */
 };
 
 struct queue_ctx {
@@ -141,6 +145,7 @@ struct queue_ctx {
 	struct ev_loop *loop;
 	struct map *map;
 	struct spool *spool;
+	struct resolver *resolver; /* back ends named by host name (made at first use) */
 	char queue_dir[4096];
 	char state_dir[4096];
 	char hostname[256];

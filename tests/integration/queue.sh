@@ -1,7 +1,8 @@
 #!/bin/sh
 # mailplex-smtpd's queue runner (run alone by mailplex-queue) against real back ends: two
 # Dovecot LMTP servers (127.0.0.81, .82), Postfix's smtp-sink as an SMTP back end (.83) and
-# as the bounce relay, and a back end that is down at first (.84). Messages are put into
+# as the bounce relay, one named by host name (localhost), and a back end that is down at
+# first (.84). Messages are put into
 # the spool as a receiver does (mailplex-queue inject); results are read from the maildirs
 # and the sink's dump files; the queue is driven with mailplexctl. $1: the bin dir.
 set -u
@@ -11,7 +12,7 @@ BE1=127.0.0.81 BE2=127.0.0.82 SINK=127.0.0.83 DOWN=127.0.0.84
 BASE=$((24000 + ($$ % 400) * 10))
 LMTP1=$((BASE + 0)) LMTP2=$((BASE + 1)) SMTP=$((BASE + 2)) DOWNPORT=$((BASE + 3))
 RELAY=$((BASE + 4)) SLOW=$((BASE + 5)) IMAP1=$((BASE + 6)) IMAP2=$((BASE + 7))
-MX=127.0.0.86 SMTPD=$((BASE + 8))
+MX=127.0.0.86 SMTPD=$((BASE + 8)) NAMED=$((BASE + 9))
 RUNNER=""
 DIE_LOGS="runner.log:40"
 . "$HERE/lib.sh"
@@ -50,6 +51,9 @@ sink_start sink $SINK:$SMTP
 sink_start relay $SINK:$RELAY
 wait_port $SINK $SMTP || die "smtp-sink did not start: $(cat "$T/sink.out")"
 wait_port $SINK $RELAY || die "smtp-sink (relay) did not start: $(cat "$T/relay.out")"
+# a back end named by host name: localhost (::1 and 127.0.0.1; only the latter answers)
+sink_start named 127.0.0.1:$NAMED
+wait_port 127.0.0.1 $NAMED || die "smtp-sink (named) did not start: $(cat "$T/named.out")"
 
 # ---- the map ----
 cat >"$T/map" <<MAP
@@ -57,6 +61,8 @@ backend d1   lmtp=$BE1:$LMTP1 tls=off
 backend d2   lmtp=$BE2:$LMTP2 tls=on
 backend s1   smtp=$SINK:$SMTP tls=off
 backend down lmtp=$DOWN:$DOWNPORT tls=off
+backend named smtp=localhost:$NAMED tls=off
+backend nowhere smtp=mx.nowhere.invalid:25 tls=off
 domain mail.test
 user alice d1
 user sam d1
@@ -66,6 +72,8 @@ user bob d2
 user slow d2
 user carol s1
 user dave down
+user nina named
+user noel nowhere
 user mallory reject "550 5.7.1 closed"
 user frank migrating d1 -> d2
 MAP
@@ -189,6 +197,18 @@ kill -HUP "$RUNNER"
 check "SIGHUP: configuration reloaded" \
 	wait_for "reloaded" grep -q "queue: configuration reloaded" "$T/runner.log"
 check "the runner still answers after the reloads" sh -c "$CTL queue list >/dev/null"
+
+# ==== 1b. back ends named by host name: resolved off the loop; a name that does not resolve
+# defers (4xx, retried), it is not a failure ====
+message m1b
+q1b=$(inject "$T/q.conf" sam@mail.test nina@mail.test noel@mail.test) || die "inject failed"
+check "m1b reached nina at a back end named localhost" \
+	wait_for "m1b at the named sink" sh -c "grep -l 'Subject: m1b' $T/named/* 2>/dev/null"
+check "noel's back end does not resolve: deferred with a 4xx that says so" \
+	wait_for "noel deferred" sh -c "$CTL queue list rcpt noel@mail.test | grep -q 'cannot resolve'"
+check "delete m1b (noel's recipient will not resolve)" \
+	sh -c "$CTL queue delete $q1b | grep -q deleted"
+wait_for "m1b gone" queue_empty || fail=1
 
 # ==== 2. LMTP per-recipient replies: erin is unknown to d1 -> bounce for erin only ====
 message m2
