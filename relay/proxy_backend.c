@@ -120,6 +120,7 @@ be_connect_next(struct proxy_session *s, unsigned first)
 {
 	const struct resolve_addrs *a;
 	struct sockaddr_storage ss;
+	socklen_t sslen;
 	char err[256];
 	unsigned i;
 	int fd;
@@ -141,15 +142,11 @@ be_connect_next(struct proxy_session *s, unsigned first)
 		break;
 	}
 	for (i = first; a != NULL && i < a->n; i++) {
-		ss = a->ss[i];
-		if (ss.ss_family == AF_INET)
-			((struct sockaddr_in *)&ss)->sin_port = htons(s->be_port);
-		else
-			((struct sockaddr_in6 *)&ss)->sin6_port = htons(s->be_port);
+		sslen = resolve_addr_port(a, i, s->be_port, &ss);
 		if (sock_addr_format((const struct sockaddr *)&ss, s->be_addr, sizeof(s->be_addr)) ==
 		    -1)
 			str_copy(s->be_addr, sizeof(s->be_addr), "?");
-		if ((fd = sock_connect_start(&ss, a->len[i], err, sizeof(err))) == -1) {
+		if ((fd = sock_connect_start(&ss, sslen, err, sizeof(err))) == -1) {
 			log_warnx("backend %s (%s): %s", s->be_name, s->be_addr, err);
 			continue;
 		}

@@ -724,18 +724,15 @@ conn_connect(struct queue_conn *c, unsigned first, char *err, size_t errlen)
 	struct queue_backend *be = c->be;
 	const struct resolve_addrs *a = resolver_cached(be->ctx->resolver, be->host);
 	struct sockaddr_storage ss;
+	socklen_t sslen;
 	unsigned i;
 
 	err_set(err, errlen, "%s: no address", be->host);
 	for (i = first; a != NULL && i < a->n; i++) {
-		ss = a->ss[i];
-		if (ss.ss_family == AF_INET)
-			((struct sockaddr_in *)&ss)->sin_port = htons(be->port);
-		else
-			((struct sockaddr_in6 *)&ss)->sin6_port = htons(be->port);
+		sslen = resolve_addr_port(a, i, be->port, &ss);
 		if (sock_addr_format((const struct sockaddr *)&ss, c->addr, sizeof(c->addr)) == -1)
 			str_copy(c->addr, sizeof(c->addr), be->host);
-		if ((c->fd = sock_connect_start(&ss, a->len[i], err, errlen)) != -1) {
+		if ((c->fd = sock_connect_start(&ss, sslen, err, errlen)) != -1) {
 			c->addr_try = i;
 			c->io_events = 0;
 			return 0;

@@ -318,3 +318,15 @@ resolver_cached(struct resolver *r, const char *host)
 	e = entry_find(r, host);
 	return e != NULL && e->addrs.n > 0 ? &e->addrs : NULL;
 }
+
+socklen_t
+resolve_addr_port(const struct resolve_addrs *a, size_t i, uint16_t port,
+                  struct sockaddr_storage *ss)
+{
+	*ss = a->ss[i];
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	return a->len[i];
+}

@@ -53,4 +53,8 @@ enum resolve_status resolver_lookup(struct resolver *r, const char *host,
 /* The cached addresses of host even if expired, or NULL: trying the next address. */
 const struct resolve_addrs *resolver_cached(struct resolver *r, const char *host);
 
+/* Address i of a (i < a->n) with port set, ready for connect(); returns its length. */
+socklen_t resolve_addr_port(const struct resolve_addrs *a, size_t i, uint16_t port,
+                            struct sockaddr_storage *ss);
+
 #endif
